@@ -1,0 +1,228 @@
+"""Audio input: decode, validate, mix to mono and resample to the model's rate.
+
+Accepted sources: a path (str or os.PathLike), a binary file object, ``bytes``, or a NumPy array
+with ``sample_rate=`` given. Files are decoded by libsndfile through ``soundfile`` (WAV, FLAC,
+OGG/Vorbis/Opus, MP3, AIFF, ...); resampling uses ``soxr``.
+
+Arrays: float32/float64 are taken as is (nominal range [-1, 1]); int16, int32 and uint8 PCM are
+scaled to [-1, 1]. Shape (n,) is mono; (n, channels) is soundfile's layout; (channels, n) with at
+most 8 channels and fewer channels than samples is also accepted. Channels are averaged.
+
+Limits: shorter than ``MIN_DURATION_S`` raises ``AudioTooShortError`` (the CNN needs that many
+frames to give one audio token); sample rates outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE] raise
+``InvalidAudioError``; NaN or Inf samples raise ``InvalidAudioError``. Files are decoded block by
+block and resampled as a stream, so a long file never holds more than its resampled mono signal
+(16 kHz float32: 230 MB per hour); ``max_duration_s`` refuses longer files before decoding.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import BinaryIO, Union
+
+import numpy as np
+
+from . import _ext
+from .errors import (
+    AudioDecodeError,
+    AudioFileNotFoundError,
+    AudioTooLongError,
+    AudioTooShortError,
+    InvalidAudioError,
+)
+
+MIN_DURATION_S = 0.5
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 192000
+_MAX_CHANNELS_FIRST = 8
+_BLOCK_FRAMES = 1 << 18  # frames per decode block (about 5 s at 48 kHz)
+
+AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono float32 samples at ``sample_rate`` plus what was learned while loading them."""
+
+    samples: np.ndarray
+    sample_rate: int
+    source_sample_rate: int
+    peak: float
+    rms: float
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+    @property
+    def silent(self) -> bool:
+        return self.peak == 0.0
+
+
+def describe(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, np.ndarray):
+        return f"array{source.shape}"
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    return getattr(source, "name", None) or type(source).__name__
+
+
+def _stats(x: np.ndarray) -> tuple[float, float, int]:
+    if _ext.available():
+        return _ext._C.audio_stats(x)
+    finite = np.isfinite(x)
+    bad = int(x.size - np.count_nonzero(finite))
+    y = x[finite] if bad else x
+    if y.size == 0:
+        return 0.0, 0.0, bad
+    return float(np.max(np.abs(y))), float(np.sqrt(np.mean(y.astype(np.float64) ** 2))), bad
+
+
+def _pcm_to_float(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.int16:
+        return a.astype(np.float32) / 32768.0
+    if a.dtype == np.int32:
+        return (a.astype(np.float64) / 2147483648.0).astype(np.float32)
+    if a.dtype == np.uint8:
+        return (a.astype(np.float32) - 128.0) / 128.0
+    if a.dtype in (np.float32, np.float64, np.float16):
+        return a.astype(np.float32, copy=False)
+    raise InvalidAudioError(
+        f"unsupported sample dtype {a.dtype}; use float32/float64 in [-1, 1] or int16/int32/uint8 PCM"
+    )
+
+
+def _to_mono(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 1:
+        return a
+    if a.ndim != 2:
+        raise InvalidAudioError(f"audio array must be 1-D (mono) or 2-D (multi-channel), got shape {a.shape}")
+    if a.shape[0] <= _MAX_CHANNELS_FIRST and a.shape[0] < a.shape[1]:
+        a = a.T  # (channels, n) -> (n, channels)
+    return a.mean(axis=1, dtype=np.float32) if a.shape[1] > 1 else a[:, 0]
+
+
+def _check_rate(sr) -> int:
+    try:
+        sr_int = int(sr)
+    except (TypeError, ValueError):
+        raise InvalidAudioError(f"sample_rate must be an integer number of Hz, got {sr!r}") from None
+    if sr_int != sr or not MIN_SAMPLE_RATE <= sr_int <= MAX_SAMPLE_RATE:
+        raise InvalidAudioError(
+            f"sample_rate {sr!r} is outside the supported range {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    return sr_int
+
+
+def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    if sr_in == sr_out:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    import soxr
+
+    return np.ascontiguousarray(soxr.resample(x, sr_in, sr_out, quality="HQ"), dtype=np.float32)
+
+
+def _finish(x: np.ndarray, sr_in: int, sr_out: int, name: str) -> Audio:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    peak, rms, bad = _stats(x)
+    if bad:
+        raise InvalidAudioError(f"{name}: {bad} of {x.size} samples are NaN or Inf")
+    if x.size / sr_in < MIN_DURATION_S:
+        raise AudioTooShortError(
+            f"{name}: {x.size / sr_in:.3f} s of audio; the minimum is {MIN_DURATION_S} s"
+        )
+    y = _resample(x, sr_in, sr_out)
+    return Audio(samples=y, sample_rate=sr_out, source_sample_rate=sr_in, peak=float(peak), rms=float(rms))
+
+
+def load_array(a: np.ndarray, sample_rate, target_rate: int, name: str = "array") -> Audio:
+    if sample_rate is None:
+        raise InvalidAudioError(
+            "a NumPy array has no sample rate: pass sample_rate=... (e.g. predict(x, sample_rate=44100))"
+        )
+    sr = _check_rate(sample_rate)
+    a = np.asarray(a)
+    if a.size == 0:
+        raise AudioTooShortError(f"{name}: the array is empty; the minimum is {MIN_DURATION_S} s")
+    return _finish(_to_mono(_pcm_to_float(a)), sr, target_rate, name)
+
+
+def load_file(source, target_rate: int, max_duration_s: float | None = None) -> Audio:
+    """Decode a path, file object or bytes block by block, mix down and resample as a stream."""
+    import soundfile as sf
+
+    name = describe(source)
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) == 0:
+            raise AudioDecodeError("<0 bytes>: empty input is not audio")
+        source = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise AudioFileNotFoundError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise AudioDecodeError(f"{path}: is a directory, not an audio file")
+        if os.path.getsize(path) == 0:
+            raise AudioDecodeError(f"{path}: the file is empty (0 bytes)")
+    try:
+        f = sf.SoundFile(source)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioDecodeError(f"{name}: not a readable audio file ({e})") from None
+    except OSError as e:
+        raise AudioDecodeError(f"{name}: cannot open ({e})") from None
+    with f:
+        sr = _check_rate(f.samplerate)
+        if max_duration_s is not None and f.frames > 0 and f.frames / sr > max_duration_s:
+            raise AudioTooLongError(
+                f"{name}: {f.frames / sr:.0f} s is longer than max_duration_s={max_duration_s:.0f} s"
+            )
+        import soxr
+
+        stream = None if sr == target_rate else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ")
+        out: list[np.ndarray] = []
+        peak, sumsq, n_in, bad = 0.0, 0.0, 0, 0
+        try:
+            while True:
+                block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                last = len(block) < _BLOCK_FRAMES
+                mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0])
+                p, r, b = _stats(mono)
+                peak, sumsq, bad = max(peak, p), sumsq + r * r * (mono.size - b), bad + b
+                n_in += mono.size
+                if max_duration_s is not None and n_in / sr > max_duration_s:
+                    raise AudioTooLongError(f"{name}: longer than max_duration_s={max_duration_s:.0f} s")
+                out.append(stream.resample_chunk(mono, last=last) if stream else mono)
+                if last:
+                    break
+        except sf.LibsndfileError as e:
+            raise AudioDecodeError(f"{name}: decoding failed after {n_in / sr:.1f} s ({e}); the file may be truncated or corrupt") from None
+    if bad:
+        raise InvalidAudioError(f"{name}: {bad} decoded samples are NaN or Inf")
+    if n_in == 0:
+        raise AudioDecodeError(f"{name}: contains no audio frames (empty or truncated file)")
+    if n_in / sr < MIN_DURATION_S:
+        raise AudioTooShortError(f"{name}: {n_in / sr:.3f} s of audio; the minimum is {MIN_DURATION_S} s")
+    y = np.concatenate(out) if len(out) > 1 else out[0]
+    rms = float(np.sqrt(sumsq / max(1, n_in - bad)))
+    return Audio(samples=np.ascontiguousarray(y, np.float32), sample_rate=target_rate,
+                 source_sample_rate=sr, peak=float(peak), rms=rms)
+
+
+def load_audio(source: AudioSource, target_rate: int, sample_rate=None, max_duration_s: float | None = None) -> Audio:
+    """Any accepted source -> mono float32 ``Audio`` at ``target_rate``; raises ``AudioError``s."""
+    if isinstance(source, np.ndarray):
+        a = load_array(source, sample_rate, target_rate)
+        if max_duration_s is not None and a.duration_s > max_duration_s:
+            raise AudioTooLongError(f"array: {a.duration_s:.0f} s is longer than max_duration_s={max_duration_s:.0f} s")
+        return a
+    if isinstance(source, (str, os.PathLike, bytes, bytearray)) or hasattr(source, "read"):
+        return load_file(source, target_rate, max_duration_s)
+    if isinstance(source, (list, tuple)):
+        return load_audio(np.asarray(source), target_rate, sample_rate, max_duration_s)
+    raise InvalidAudioError(
+        f"unsupported audio source {type(source).__name__}: give a path, a file object, bytes, or a NumPy array with sample_rate="
+    )

@@ -1,0 +1,126 @@
+"""Command line: ``mersdk predict``, ``mersdk info`` (more verbs are added by other modules)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import MersdkError
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+def _bar(p: float, width: int = 24) -> str:
+    n = int(round(p * width))
+    return "#" * n + "." * (width - n)
+
+
+def cmd_predict(args) -> int:
+    from .recognizer import Recognizer
+
+    rec = Recognizer(model=args.model, backend=args.backend, device=args.device)
+    results = [rec.predict(a, lyrics=args.lyrics) for a in args.audio]
+    if args.json:
+        out = [r.to_dict() | {"audio": a} for a, r in zip(args.audio, results)]
+        print(json.dumps(out[0] if len(out) == 1 else out, indent=2))
+        return 0
+    for a, r in zip(args.audio, results):
+        print(f"{a}")
+        rows = [(lab, f"{p:6.1%}  {_bar(p)}") for lab, p in sorted(r.probabilities.items(), key=lambda kv: -kv[1])]
+        rows += [
+            ("label", r.label),
+            ("valence", f"{r.valence:+.3f}"),
+            ("arousal", f"{r.arousal:+.3f}"),
+            ("lyrics used", "yes" if r.lyrics_used else "no"),
+            ("fusion weight", f"{r.fusion_weight:.3f}"),
+            ("duration", f"{r.duration_s:.1f} s ({r.n_windows} window{'s' if r.n_windows > 1 else ''})"),
+            ("backend", f"{r.backend} ({rec.choice.reason})"),
+            ("model", r.model + ("" if rec.info()["model"]["trained"] else "  [UNTRAINED placeholder]")),
+        ]
+        print(_table(rows))
+    return 0
+
+
+def cmd_info(args) -> int:
+    import mersdk
+
+    if args.model is not None or args.load:
+        from .recognizer import Recognizer
+
+        data = Recognizer(model=args.model).info()
+    else:
+        from .checkpoint import read_checkpoint
+
+        data = mersdk.info()
+        ck = read_checkpoint(None)
+        data["model"] = {"path": str(ck.path), "hash": ck.model_hash, "trained": bool(ck.metadata.get("trained")),
+                         "labels": {t.name: list(t.labels) for t in ck.config.tasks}}
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        rows = [("mersdk", data["mersdk"]), ("extension", json.dumps(data["build"]))]
+        rows += [(f"backend {k}", v) for k, v in data["backends"].items()]
+        if "backend" in data:
+            rows.append(("chosen", f"{data['backend']['name']}/{data['backend']['device']}: {data['backend']['reason']}"))
+        m = data["model"]
+        rows += [("model", f"{m['path']} ({m['hash']}{', trained' if m['trained'] else ', UNTRAINED placeholder'})"),
+                 ("labels", ", ".join(m["labels"][next(iter(m["labels"]))]))]
+        print(_table(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mersdk", description="Music emotion recognition from audio and lyrics.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="predict the emotion of audio files")
+    p.add_argument("audio", nargs="+", help="audio file(s): WAV, FLAC, OGG/Opus, MP3, ...")
+    p.add_argument("--lyrics", help="lyrics text, or a path to a .txt/.lrc file")
+    p.add_argument("--model", help="checkpoint folder (default: the bundled model)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("info", help="version, build, available backends, model")
+    p.add_argument("--model", help="checkpoint folder (loads it; default: the bundled model)")
+    p.add_argument("--load", action="store_true", help="create a Recognizer to show the backend it picks")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    for register in _extra_commands():
+        register(sub)
+    return ap
+
+
+def _extra_commands():
+    """Verbs that live with their code (training, evaluation, export, ...), if present."""
+    import importlib
+
+    for mod in ("mersdk.training.cli", "mersdk.export_cli", "mersdk.bench_cli", "mersdk.tagging.cli"):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if not e.name or not mod.startswith(e.name):  # a missing dependency inside it is a real error
+                raise
+            continue
+        yield m.register
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MersdkError as e:
+        print(f"mersdk: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
