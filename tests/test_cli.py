@@ -1,0 +1,37 @@
+"""The command line as a user runs it (subprocesses), including the README quick-start command."""
+
+import json
+import subprocess
+import sys
+import tempfile
+
+from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS
+
+
+def mersdk(*args, check=True):
+    r = subprocess.run([sys.executable, "-m", "mersdk", *map(str, args)], capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=300)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_quickstart_predict_table():
+    out = mersdk("predict", EXAMPLE_AUDIO, "--lyrics", EXAMPLE_LYRICS).stdout
+    for word in ("label", "valence", "arousal", "lyrics used", "yes", "backend"):
+        assert word in out
+
+
+def test_predict_json():
+    d = json.loads(mersdk("predict", EXAMPLE_AUDIO, "--lyrics", "we are dancing in the sun", "--json").stdout)
+    assert {"label", "probabilities", "valence", "arousal", "lyrics_used", "fusion_weight", "duration_s", "backend"} <= set(d)
+    assert d["lyrics_used"] is True and abs(sum(d["probabilities"].values()) - 1) < 1e-6
+
+
+def test_info_json():
+    d = json.loads(mersdk("info", "--json").stdout)
+    assert d["backends"]["torch"] == "available" and "hash" in d["model"]
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path):
+    r = mersdk("predict", tmp_path / "missing.wav", check=False)
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,10 @@
+"""`import mersdk` stays light: no torch, transformers or extension until a backend needs them."""
+
+import subprocess
+import sys
+
+
+def test_import_is_light():
+    code = "import sys, mersdk; heavy = [m for m in ('torch', 'transformers', 'mersdk._C') if m in sys.modules]; print(heavy)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
