@@ -151,8 +151,8 @@ def load_array(a: np.ndarray, sample_rate, target_rate: int, name: str = "array"
     return _finish(_to_mono(_pcm_to_float(a)), sr, target_rate, name)
 
 
-def load_file(source, target_rate: int, max_duration_s: float | None = None) -> Audio:
-    """Decode a path, file object or bytes block by block, mix down and resample as a stream."""
+def _open_checked(source):
+    """Validate a path / bytes / file object and open it with soundfile; returns (SoundFile, name)."""
     import soundfile as sf
 
     name = describe(source)
@@ -169,47 +169,81 @@ def load_file(source, target_rate: int, max_duration_s: float | None = None) -> 
         if os.path.getsize(path) == 0:
             raise AudioDecodeError(f"{path}: the file is empty (0 bytes)")
     try:
-        f = sf.SoundFile(source)
+        return sf.SoundFile(source), name
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioDecodeError(f"{name}: not a readable audio file ({e})") from None
     except OSError as e:
         raise AudioDecodeError(f"{name}: cannot open ({e})") from None
+
+
+@dataclass
+class StreamInfo:
+    """Filled in while ``stream_file`` runs: what the decoder saw so far."""
+
+    name: str
+    source_sample_rate: int = 0
+    frames_in: int = 0
+    peak: float = 0.0
+    sumsq: float = 0.0
+
+    @property
+    def rms(self) -> float:
+        return float(np.sqrt(self.sumsq / max(1, self.frames_in)))
+
+
+def stream_file(source, target_rate: int, max_duration_s: float | None = None, info: StreamInfo | None = None):
+    """Yield mono float32 blocks at ``target_rate`` while decoding block by block (bounded memory).
+
+    Checks as it goes: NaN/Inf, ``max_duration_s``, decode errors. The minimum length is checked by
+    the caller, which knows when the stream ended. ``info`` (optional) receives the running stats."""
+    import soundfile as sf
+    import soxr
+
+    f, name = _open_checked(source)
+    info = info if info is not None else StreamInfo(name)
+    info.name = name
     with f:
         sr = _check_rate(f.samplerate)
+        info.source_sample_rate = sr
         if max_duration_s is not None and f.frames > 0 and f.frames / sr > max_duration_s:
-            raise AudioTooLongError(
-                f"{name}: {f.frames / sr:.0f} s is longer than max_duration_s={max_duration_s:.0f} s"
-            )
-        import soxr
-
+            raise AudioTooLongError(f"{name}: {f.frames / sr:.0f} s is longer than max_duration_s={max_duration_s:.0f} s")
         stream = None if sr == target_rate else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ")
-        out: list[np.ndarray] = []
-        peak, sumsq, n_in, bad = 0.0, 0.0, 0, 0
-        try:
-            while True:
+        while True:
+            try:
                 block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
-                last = len(block) < _BLOCK_FRAMES
-                mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0])
-                p, r, b = _stats(mono)
-                peak, sumsq, bad = max(peak, p), sumsq + r * r * (mono.size - b), bad + b
-                n_in += mono.size
-                if max_duration_s is not None and n_in / sr > max_duration_s:
-                    raise AudioTooLongError(f"{name}: longer than max_duration_s={max_duration_s:.0f} s")
-                out.append(stream.resample_chunk(mono, last=last) if stream else mono)
-                if last:
-                    break
-        except sf.LibsndfileError as e:
-            raise AudioDecodeError(f"{name}: decoding failed after {n_in / sr:.1f} s ({e}); the file may be truncated or corrupt") from None
-    if bad:
-        raise InvalidAudioError(f"{name}: {bad} decoded samples are NaN or Inf")
-    if n_in == 0:
+            except sf.LibsndfileError as e:
+                raise AudioDecodeError(
+                    f"{name}: decoding failed after {info.frames_in / sr:.1f} s ({e}); the file may be truncated or corrupt"
+                ) from None
+            last = len(block) < _BLOCK_FRAMES
+            mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0])
+            p, r, bad = _stats(mono)
+            if bad:
+                raise InvalidAudioError(f"{name}: {bad} decoded samples are NaN or Inf")
+            info.peak, info.sumsq = max(info.peak, p), info.sumsq + r * r * mono.size
+            info.frames_in += mono.size
+            if max_duration_s is not None and info.frames_in / sr > max_duration_s:
+                raise AudioTooLongError(f"{name}: longer than max_duration_s={max_duration_s:.0f} s")
+            out = stream.resample_chunk(mono, last=last) if stream else mono
+            if out.size:
+                yield np.ascontiguousarray(out, dtype=np.float32)
+            if last:
+                break
+    if info.frames_in == 0:
         raise AudioDecodeError(f"{name}: contains no audio frames (empty or truncated file)")
-    if n_in / sr < MIN_DURATION_S:
-        raise AudioTooShortError(f"{name}: {n_in / sr:.3f} s of audio; the minimum is {MIN_DURATION_S} s")
-    y = np.concatenate(out) if len(out) > 1 else out[0]
-    rms = float(np.sqrt(sumsq / max(1, n_in - bad)))
+
+
+def load_file(source, target_rate: int, max_duration_s: float | None = None) -> Audio:
+    """Decode a path, file object or bytes block by block, mix down and resample as a stream."""
+    info = StreamInfo(describe(source))
+    blocks = list(stream_file(source, target_rate, max_duration_s, info))
+    if info.frames_in / info.source_sample_rate < MIN_DURATION_S:
+        raise AudioTooShortError(
+            f"{info.name}: {info.frames_in / info.source_sample_rate:.3f} s of audio; the minimum is {MIN_DURATION_S} s"
+        )
+    y = np.concatenate(blocks) if len(blocks) != 1 else blocks[0]
     return Audio(samples=np.ascontiguousarray(y, np.float32), sample_rate=target_rate,
-                 source_sample_rate=sr, peak=float(peak), rms=rms)
+                 source_sample_rate=info.source_sample_rate, peak=float(info.peak), rms=info.rms)
 
 
 def load_audio(source: AudioSource, target_rate: int, sample_rate=None, max_duration_s: float | None = None) -> Audio:
