@@ -5,6 +5,8 @@ namespace py = pybind11;
 
 namespace mersdk::bindings {
 void register_audio(py::module_& m);
+void register_features(py::module_& m);
+void register_attention(py::module_& m);
 }
 
 PYBIND11_MODULE(_C, m) {
@@ -26,4 +28,6 @@ PYBIND11_MODULE(_C, m) {
     return d;
   }, "Build facts: version, whether CUDA kernels and OpenMP were compiled in, compiler.");
   mersdk::bindings::register_audio(m);
+  mersdk::bindings::register_features(m);
+  mersdk::bindings::register_attention(m);
 }
