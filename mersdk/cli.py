@@ -112,7 +112,11 @@ def _extra_commands():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args) -> int:
+    """Run a parsed command; mersdk errors become a one-line message and exit status 2."""
     try:
         return args.func(args)
     except MersdkError as e:

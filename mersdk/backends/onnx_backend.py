@@ -57,10 +57,12 @@ def session_options(intra_op_threads=None, inter_op_threads=None, graph_optimiza
 
 
 class OnnxTextEncoder:
-    """tokenizers + the text-encoder graph: texts -> per-text token embeddings (or None)."""
+    """tokenizers + the text-encoder graph: texts -> per-text token embeddings (or None).
 
-    def __init__(self, export, cfg, so):
-        import onnxruntime as ort
+    ``run(input_ids, attention_mask) -> last_hidden_state`` executes the graph: an ONNX Runtime
+    session by default (``so`` its options); the TensorRT backend passes its engine instead."""
+
+    def __init__(self, export, cfg, so=None, run=None):
         from tokenizers import Tokenizer
 
         tok = export.manifest["tokenizer"]
@@ -69,7 +71,12 @@ class OnnxTextEncoder:
         self.tokenizer.no_padding()
         self.cls, self.sep, self.pad = tok["cls_id"], tok["sep_id"], tok["pad_id"]
         self.max_tokens = cfg.max_tokens
-        self.session = ort.InferenceSession(str(export.text_encoder_path), so, providers=["CPUExecutionProvider"])
+        if run is None:
+            import onnxruntime as ort
+
+            session = ort.InferenceSession(str(export.text_encoder_path), so, providers=["CPUExecutionProvider"])
+            run = lambda ids, att: session.run([TEXT_OUTPUT], dict(zip(TEXT_INPUTS, (ids, att))))[0]  # noqa: E731
+        self.run = run
 
     def token_windows(self, text: str) -> list[list[int]]:
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -86,7 +93,7 @@ class OnnxTextEncoder:
         for i, w in enumerate(flat):
             ids[i, : len(w)] = w
             att[i, : len(w)] = 1
-        h = self.session.run([TEXT_OUTPUT], dict(zip(TEXT_INPUTS, (ids, att))))[0]
+        h = self.run(ids, att)
         out, k = [], 0
         for ws in per_text:
             if not ws:

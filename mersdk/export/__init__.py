@@ -35,7 +35,8 @@ MODEL_INPUTS = ("mel", "mel_lengths", "lyr_emb", "lyr_mask")
 TEXT_INPUTS = ("input_ids", "attention_mask")
 TEXT_OUTPUT = "last_hidden_state"
 
-EXPORT_HINT = "run `mersdk export onnx --checkpoint DIR` once (needs the [torch,export] extras)"
+def export_hint(folder) -> str:
+    return f"run `mersdk export onnx --checkpoint {folder}` once (needs the [torch,export] extras)"
 
 
 @dataclass(frozen=True)
@@ -68,18 +69,18 @@ def find_export(checkpoint, folder=None) -> tuple[OnnxExport | None, str | None]
     folder = Path(folder) if folder is not None else Path(checkpoint.path)
     mpath = folder / MANIFEST
     if not mpath.is_file():
-        return None, f"no ONNX export in {folder} ({EXPORT_HINT})"
+        return None, f"no ONNX export in {folder} ({export_hint(checkpoint.path)})"
     try:
         manifest = json.loads(mpath.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        return None, f"{mpath} is unreadable ({e}); {EXPORT_HINT}"
+        return None, f"{mpath} is unreadable ({e}); {export_hint(checkpoint.path)}"
     if manifest.get("manifest_version") != MANIFEST_VERSION:
-        return None, f"{mpath} has manifest version {manifest.get('manifest_version')}, this mersdk reads {MANIFEST_VERSION}; {EXPORT_HINT}"
+        return None, f"{mpath} has manifest version {manifest.get('manifest_version')}, this mersdk reads {MANIFEST_VERSION}; {export_hint(checkpoint.path)}"
     if manifest.get("weights_sha256") != checkpoint.weights_sha256:
         return None, (f"the ONNX export in {folder} was made from weights {str(manifest.get('weights_sha256'))[:12]}, "
-                      f"the checkpoint holds {checkpoint.model_hash}: it is stale; {EXPORT_HINT}")
+                      f"the checkpoint holds {checkpoint.model_hash}: it is stale; {export_hint(checkpoint.path)}")
     exp = OnnxExport(folder, manifest)
     for p in (exp.model_path, exp.text_encoder_path, exp.tokenizer_path):
         if not p.is_file():
-            return None, f"{p} is missing; {EXPORT_HINT}"
+            return None, f"{p} is missing; {export_hint(checkpoint.path)}"
     return exp, None
