@@ -9,8 +9,6 @@ import pytest
 
 from mersdk.checkpoint import DEFAULT_MODEL_DIR, CONFIG_NAME, WEIGHTS_NAME
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 def copy_checkpoint(dst: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
