@@ -47,8 +47,10 @@ def _lyrics(words: int = LYRICS_WORDS) -> str:
 
 def _pcts(xs: list[float]) -> dict[str, float]:
     a = np.array(xs) * 1000.0
+    # min beside the percentiles: on a shared machine it is the best estimate of the uncontended cost
     return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
-            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "n": len(xs)}
+            "p99_ms": float(np.percentile(a, 99)), "min_ms": float(a.min()), "mean_ms": float(a.mean()),
+            "n": len(xs)}
 
 
 def _peak_rss_mb() -> float:
@@ -65,7 +67,7 @@ def _make(backend: str, checkpoint, threads):
         t1 = time.perf_counter()
         model = vibenet.load_model()
         t2 = time.perf_counter()
-        return (lambda x, lyr: model.predict(x, sr=SR), lambda xs: model.predict(list(xs), sr=SR)), t1 - t0, t2 - t1
+        return (lambda x, lyr: model.predict(x, sr=SR), lambda xs: model.predict(list(xs), sr=SR), None), t1 - t0, t2 - t1
     import mersdk  # noqa: F401
     from mersdk import Recognizer
 
@@ -80,7 +82,22 @@ def _make(backend: str, checkpoint, threads):
     def batch(xs):
         return rec.predict_batch([(x, None, SR) for x in xs], batch_size=len(xs))
 
-    return (lambda x, lyr: rec.predict(x, lyrics=lyr, sample_rate=SR), batch), t1 - t0, t2 - t1
+    return (lambda x, lyr: rec.predict(x, lyrics=lyr, sample_rate=SR), batch, rec), t1 - t0, t2 - t1
+
+
+def _stages(rec, clip, lyr, repeats: int) -> dict:
+    """Where a 30 s prediction with lyrics spends its time: log-mel, text encoder, model."""
+    from .features import log_mel_batch
+    from .text_encoder import pad_embeddings
+
+    cfg = rec.config
+    mel, lengths = log_mel_batch([clip], cfg.frontend)
+    emb, mask = pad_embeddings(rec._backend.encode_lyrics([lyr]), cfg.text_encoder.hidden_size)
+    return {
+        "log_mel": _pcts(_time(lambda: log_mel_batch([clip], cfg.frontend), 2, repeats, 15)),
+        "text_encoder": _pcts(_time(lambda: rec._backend.encode_lyrics([lyr]), 2, repeats, 15)),
+        "model": _pcts(_time(lambda: rec._backend.forward(mel, lengths, emb, mask), 2, repeats, 15)),
+    }
 
 
 def _time(fn, warmup: int, repeats: int, budget_s: float) -> list[float]:
@@ -96,7 +113,7 @@ def _time(fn, warmup: int, repeats: int, budget_s: float) -> list[float]:
 
 
 def worker(backend: str, checkpoint, mode: str, repeats: int, threads, max_batch: int) -> dict:
-    (predict, predict_batch), t_import, t_load = _make(backend, checkpoint, threads)
+    (predict, predict_batch, rec), t_import, t_load = _make(backend, checkpoint, threads)
     clip, track, lyr = _audio(30.0), _audio(180.0, 2), _lyrics()
     t = time.perf_counter()
     predict(clip, lyr)
@@ -106,11 +123,14 @@ def worker(backend: str, checkpoint, mode: str, repeats: int, threads, max_batch
     if mode == "cold":
         res["peak_rss_mb"] = _peak_rss_mb()
         return res
-    res["latency"] = {
-        "30s_lyrics": _pcts(_time(lambda: predict(clip, lyr), 3, repeats, 30)),
-        "30s_no_lyrics": _pcts(_time(lambda: predict(clip, None), 3, repeats, 30)),
-        "3min_no_lyrics": _pcts(_time(lambda: predict(track, None), 1, max(5, repeats // 4), 40)),
-    }
+    res["latency"] = {}
+    if rec is not None:  # vibenet has no lyrics input
+        res["latency"]["30s_lyrics"] = _pcts(_time(lambda: predict(clip, lyr), 3, repeats, 30))
+    res["latency"]["30s_no_lyrics"] = _pcts(_time(lambda: predict(clip, None), 3, repeats, 30))
+    res["latency"]["3min_no_lyrics"] = _pcts(_time(lambda: predict(track, None), 1, max(5, repeats // 4), 40))
+    if rec is not None:
+        res["stages_30s_lyrics"] = _stages(rec, clip, lyr, repeats)
+    res["peak_rss_mb_single_clips"] = _peak_rss_mb()  # before the batch sweep holds 64 clips at once
     sweep = {}
     for b in (b for b in BATCHES if b <= max_batch):
         xs = [clip] * b
@@ -204,19 +224,29 @@ def markdown(report: dict) -> str:
              f"Command: `{report['command']}`; lyrics {report['lyrics_words']} words; audio as 16 kHz arrays",
              "", "Cold start (median of fresh processes; first predict = 30 s clip with lyrics, which for onnx "
              "includes creating the text-encoder session):", "",
-             "| backend | import s | load s | import + load s | first predict s | total s | peak RSS MB (cold / full run) |",
+             "| backend | import s | load s | import + load s | first predict s | total s | peak RSS MB (cold / single clips / with batch 64) |",
              "|---|---|---|---|---|---|---|"]
     for b, r in R.items():
         c = r["cold_median"]
         lines.append(f"| {b} | {c['import_s']:.3f} | {c['load_s']:.3f} | {c['import_s'] + c['load_s']:.3f} | "
-                     f"{c['first_predict_s']:.3f} | {c['total_s']:.3f} | {c['peak_rss_mb']:.0f} / {r['peak_rss_mb']:.0f} |")
-    lines += ["", "| backend | case | p50 ms | p95 ms | p99 ms | vs torch p50 | vs vibenet p50 |", "|---|---|---|---|---|---|---|"]
+                     f"{c['first_predict_s']:.3f} | {c['total_s']:.3f} | "
+                     f"{c['peak_rss_mb']:.0f} / {r['peak_rss_mb_single_clips']:.0f} / {r['peak_rss_mb']:.0f} |")
+    lines += ["", "Per call (vs vibenet: its audio-only call on the same audio, lyrics or not):", "",
+              "| backend | case | p50 ms | p95 ms | p99 ms | min ms | p50 vs torch | p50 vs vibenet |",
+              "|---|---|---|---|---|---|---|---|"]
     for b, r in R.items():
         for case, s in r["latency"].items():
             t = R.get("torch", {}).get("latency", {}).get(case, {}).get("p50_ms")
             v = R.get("vibenet", {}).get("latency", {}).get("30s_no_lyrics" if case.startswith("30s") else case, {}).get("p50_ms")
-            lines.append(f"| {b} | {case} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['p99_ms']:.1f} | "
+            lines.append(f"| {b} | {case} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['p99_ms']:.1f} | {s['min_ms']:.1f} | "
                          f"{_ratio(s['p50_ms'], t)} | {_ratio(s['p50_ms'], v)} |")
+    lines += ["", "Stages of a 30 s call with lyrics (p50 / min ms):", "", "| backend | log-mel (NumPy) | text encoder | model |",
+              "|---|---|---|---|"]
+    for b, r in R.items():
+        if "stages_30s_lyrics" in r:
+            st = r["stages_30s_lyrics"]
+            lines.append(f"| {b} | " + " | ".join(f"{st[k]['p50_ms']:.1f} / {st[k]['min_ms']:.1f}"
+                                                 for k in ("log_mel", "text_encoder", "model")) + " |")
     lines += ["", "Batch sweep (30 s clips, no lyrics; RTF = wall / audio time):", "",
               "| backend | batch | ms / call | clips / s | RTF |", "|---|---|---|---|---|"]
     for b, r in R.items():

@@ -14,7 +14,7 @@ def add_onnx_args(p: argparse.ArgumentParser) -> None:
     from .export import OPSET
 
     p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
-    p.add_argument("--out", help="folder for the export (default: the checkpoint folder, where the onnx backend looks)")
+    p.add_argument("--out", help="folder for the export (default: the checkpoint folder, the only place the backends look)")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
     p.add_argument("--text-precision", choices=("fp32", "int8"), default="fp32",
                    help="text encoder weights: fp32 (91 MB) or int8 dynamic quantisation (23 MB, less exact)")
@@ -31,7 +31,6 @@ def cmd_onnx(args) -> int:
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="checkpoint folder with an ONNX export (default: the bundled model)")
-    p.add_argument("--onnx-dir", help="folder holding the ONNX export (default: the checkpoint folder)")
     p.add_argument("--precision", choices=("fp16", "fp32", "both"), default="both")
     p.add_argument("--cache-dir", help="engine + timing cache folder (default: $MERSDK_CACHE/engines or ~/.cache/mersdk/engines)")
     p.add_argument("--tensorrt", choices=("tensorrt", "tensorrt_rtx"), help="TensorRT module (default: tensorrt, else tensorrt_rtx)")
@@ -48,7 +47,7 @@ def cmd_engine(args) -> int:
     from .export.engine import build_engines, tensorrt_module
 
     ck = read_checkpoint(args.checkpoint)
-    export, why = find_export(ck, args.onnx_dir)
+    export, why = find_export(ck)
     if export is None:
         raise CheckpointError(why)
     trt = tensorrt_module(args.tensorrt)

@@ -62,7 +62,8 @@ class Recognizer:
     max_duration_s: longer inputs raise ``AudioTooLongError`` (None: no limit; memory grows with
     the resampled signal, 230 MB per hour). num_threads: CPU threads for the backend (None: default).
     backend_options: extra keyword options for the chosen backend, e.g. for "onnx"
-    ``{"intra_op_threads": 2, "graph_optimization_level": "all", "onnx_dir": ...}``; an option the
+    ``{"intra_op_threads": 2, "graph_optimization_level": "all"}``, for "tensorrt"
+    ``{"precision": "fp16", "cache_dir": ...}``; an option the
     backend does not take raises ``ValueError`` naming the ones it does.
     """
 

@@ -7,8 +7,8 @@ must come from the checkpoint's current weights (see ``mersdk.export``).
 
 Options (``Recognizer(backend_options=...)``): ``intra_op_threads`` (default: ``num_threads``, else
 ONNX Runtime's choice, one per physical core), ``inter_op_threads``, ``graph_optimization_level``
-("disable" | "basic" | "extended" | "all", default "all"), ``onnx_dir`` (a folder holding the
-export, default the checkpoint folder).
+("disable" | "basic" | "extended" | "all", default "all"). The export is read from the checkpoint
+folder (``mersdk export onnx --checkpoint DIR`` writes it there).
 """
 
 from __future__ import annotations
@@ -114,10 +114,10 @@ class OnnxBackend:
 
     def __init__(self, checkpoint, device: str = "cpu", num_threads: int | None = None, *,
                  intra_op_threads: int | None = None, inter_op_threads: int | None = None,
-                 graph_optimization_level: str = "all", onnx_dir=None):
+                 graph_optimization_level: str = "all"):
         import onnxruntime as ort
 
-        export, why = find_export(checkpoint, onnx_dir)
+        export, why = find_export(checkpoint)
         if export is None:
             raise BackendUnavailableError(f"backend 'onnx' cannot run here: {why}")
         self.export = export

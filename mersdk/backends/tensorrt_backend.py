@@ -7,7 +7,8 @@ CUDA memory and streams come from ``cuda-python`` (``cuda.bindings.runtime``), n
 The engines are loaded from, or built into, the cache of ``mersdk.export.engine`` (keyed by GPU
 model, TensorRT version, ONNX hash and precision).
 
-Options: ``precision`` ("fp16" | "fp32", default "fp16"), ``cache_dir``, ``onnx_dir``.
+Options: ``precision`` ("fp16" | "fp32", default "fp16"), ``cache_dir`` (engines), ``max_batch`` and
+``max_tokens`` (the profile's upper bounds; larger inputs are split by batch or refused).
 """
 
 from __future__ import annotations
@@ -125,12 +126,12 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, checkpoint, device: str = "cuda", num_threads: int | None = None, *,
-                 precision: str = "fp16", cache_dir=None, onnx_dir=None, max_batch: int = 64,
+                 precision: str = "fp16", cache_dir=None, max_batch: int = 64,
                  max_tokens: int = 4096):
         from ..export.engine import build_engines, tensorrt_module
         from .onnx_backend import OnnxTextEncoder
 
-        export, why = find_export(checkpoint, onnx_dir)
+        export, why = find_export(checkpoint)
         if export is None:
             raise BackendUnavailableError(f"backend 'tensorrt' cannot run here: {why}")
         trt = tensorrt_module("tensorrt")
