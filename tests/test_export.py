@@ -87,6 +87,35 @@ def test_text_encoder_onnx_matches_torch(exported_ckpt):
         np.testing.assert_allclose(got[valid], ref[valid], atol=TEXT_ATOL, rtol=0)
 
 
+def test_masked_attention_exports_all_masked_rows_as_zeros(tmp_path):
+    """The reference attention alone, through the dynamo exporter: a row whose keys are all masked
+    gives exactly zeros in ONNX Runtime (not NaN), for any number of keys."""
+    from mersdk.export.onnx_export import _quiet
+    from mersdk.model import masked_attention
+
+    class Attn(torch.nn.Module):
+        def forward(self, q, k, v, key_mask):
+            return masked_attention(q, k, v, key_mask)
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 5, 8, generator=g) for _ in range(3))
+    mask = torch.tensor([[True, True, False, True, False], [False] * 5])
+    D = torch.export.Dim
+    b, tk = D("b", min=1, max=64), D("tk", min=1, max=4096)
+    dyn = {"q": {0: b}, "k": {0: b, 2: tk}, "v": {0: b, 2: tk}, "key_mask": {0: b, 1: tk}}
+    path = tmp_path / "attn.onnx"
+    with _quiet(False):
+        torch.onnx.export(Attn().eval(), (q, k, v, mask), dynamo=True, dynamic_shapes=dyn, opset_version=OPSET).save(str(path))
+    sess = _session(path)
+    for n_keys in (5, 1, 300):
+        kk, vv = (torch.randn(2, 4, n_keys, 8, generator=g) for _ in range(2))
+        m = torch.rand(2, n_keys, generator=g) > 0.5
+        m[0, 0], m[1] = True, False
+        got = sess.run(None, {"q": q.numpy(), "k": kk.numpy(), "v": vv.numpy(), "key_mask": m.numpy()})[0]
+        assert np.all(got[1] == 0.0)
+        np.testing.assert_allclose(got[0], masked_attention(q, kk, vv, m)[0].numpy(), atol=1e-5, rtol=0)
+
+
 def test_stale_export_is_refused(exported_ckpt, tmp_path):
     import shutil
 
