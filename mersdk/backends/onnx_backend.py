@@ -18,7 +18,7 @@ import importlib.util
 import numpy as np
 
 from ..errors import BackendUnavailableError
-from ..export import MODEL_INPUTS, TEXT_INPUTS, TEXT_OUTPUT, find_export
+from ..export import MODEL_INPUTS, TEXT_INPUTS, TEXT_OUTPUT, find_export, probe_export
 from ..text_encoder import split_windows
 from . import BackendSpec, register
 
@@ -30,10 +30,6 @@ def _probe(device: str) -> str | None:
     if missing:
         return f"{' and '.join(missing)} not installed (pip install 'mersdk[onnx]')"
     return None
-
-
-def _probe_checkpoint(checkpoint) -> str | None:
-    return find_export(checkpoint)[1]
 
 
 def session_options(intra_op_threads=None, inter_op_threads=None, graph_optimization_level="all"):
@@ -136,4 +132,4 @@ class OnnxBackend:
 
 
 register(BackendSpec(name="onnx", devices=("cpu",), probe=_probe, create=OnnxBackend,
-                     probe_checkpoint=_probe_checkpoint))
+                     probe_checkpoint=probe_export))

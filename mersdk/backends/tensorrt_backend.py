@@ -20,7 +20,7 @@ import logging
 import numpy as np
 
 from ..errors import BackendUnavailableError
-from ..export import TEXT_OUTPUT, find_export
+from ..export import TEXT_OUTPUT, find_export, probe_export
 from ..export.engine import cuda_gpu_name
 from . import BackendSpec, register
 
@@ -38,10 +38,6 @@ def _probe(device: str) -> str | None:
     if why:
         reasons.append(why)
     return "; ".join(reasons) or None
-
-
-def _probe_checkpoint(checkpoint) -> str | None:
-    return find_export(checkpoint)[1]
 
 
 def _cudart():
@@ -179,4 +175,4 @@ class TensorRTBackend:
 
 
 register(BackendSpec(name="tensorrt", devices=("cuda",), probe=_probe, create=TensorRTBackend,
-                     probe_checkpoint=_probe_checkpoint))
+                     probe_checkpoint=probe_export))

@@ -84,3 +84,8 @@ def find_export(checkpoint, folder=None) -> tuple[OnnxExport | None, str | None]
         if not p.is_file():
             return None, f"{p} is missing; {export_hint(checkpoint.path)}"
     return exp, None
+
+
+def probe_export(checkpoint) -> str | None:
+    """A backend's ``probe_checkpoint``: None when the checkpoint has a current export, else why."""
+    return find_export(checkpoint)[1]

@@ -24,6 +24,7 @@ import os
 import time
 from pathlib import Path
 
+from ..checkpoint import sha256_file
 from . import MODEL_INPUTS, TEXT_INPUTS
 
 PRECISIONS = ("fp32", "fp16")
@@ -116,12 +117,6 @@ def fp16_onnx(src: Path, dst: Path) -> Path:
     m16 = convert_float_to_float16(m, keep_io_types=True, node_block_list=keep)
     onnx.save(m16, str(dst))
     return dst
-
-
-def sha256_file(path) -> str:
-    from ..checkpoint import sha256_file as _sha
-
-    return _sha(path)
 
 
 def engine_key(target: str, trt, onnx_sha256: str, precision: str, profile: dict) -> tuple[str, dict]:
