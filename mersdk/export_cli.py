@@ -34,9 +34,11 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp16", "fp32", "both"), default="both")
     p.add_argument("--cache-dir", help="engine + timing cache folder (default: $MERSDK_CACHE/engines or ~/.cache/mersdk/engines)")
     p.add_argument("--tensorrt", choices=("tensorrt", "tensorrt_rtx"), help="TensorRT module (default: tensorrt, else tensorrt_rtx)")
-    p.add_argument("--max-batch", type=int, default=64)
-    p.add_argument("--opt-batch", type=int, default=8)
-    p.add_argument("--max-tokens", type=int, default=4096, help="most lyric tokens per clip in the model profile")
+    from .export.engine import DEFAULT_PROFILE as D
+
+    p.add_argument("--max-batch", type=int, default=D["max_batch"])
+    p.add_argument("--opt-batch", type=int, default=D["opt_batch"])
+    p.add_argument("--max-tokens", type=int, default=D["max_tokens"], help="most lyric tokens per clip in the model profile")
     p.set_defaults(func=cmd_engine)
 
 

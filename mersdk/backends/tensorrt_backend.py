@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError
 from ..export import TEXT_OUTPUT, find_export, probe_export
-from ..export.engine import cuda_gpu_name
+from ..export.engine import DEFAULT_PROFILE, cuda_gpu_name
 from . import BackendSpec, register
 
 log = logging.getLogger("mersdk.tensorrt")
@@ -122,8 +122,8 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, checkpoint, device: str = "cuda", num_threads: int | None = None, *,
-                 precision: str = "fp16", cache_dir=None, max_batch: int = 64,
-                 max_tokens: int = 4096):
+                 precision: str = "fp16", cache_dir=None, max_batch: int | None = None,
+                 max_tokens: int | None = None):
         from ..export.engine import build_engines, tensorrt_module
         from .onnx_backend import OnnxTextEncoder
 
@@ -132,8 +132,9 @@ class TensorRTBackend:
             raise BackendUnavailableError(f"backend 'tensorrt' cannot run here: {why}")
         trt = tensorrt_module("tensorrt")
         self.config = checkpoint.config
+        profile = dict(DEFAULT_PROFILE, **{k: v for k, v in (("max_batch", max_batch), ("max_tokens", max_tokens)) if v})
         paths = build_engines(export, self.config, precisions=(precision,), cache_dir=cache_dir, trt=trt,
-                              log=log.info, max_batch=max_batch, max_tokens=max_tokens)
+                              log=log.info, **profile)
         self.cudart = _cudart()
         self.stream = _check(self.cudart.cudaStreamCreate())  # one stream per Recognizer
         self._trt_logger = trt.Logger(trt.Logger.WARNING)

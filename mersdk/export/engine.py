@@ -71,8 +71,15 @@ def build_target(trt) -> str:
     raise RuntimeError("building a TensorRT engine needs a CUDA GPU (only TensorRT-RTX builds on a CPU)")
 
 
-def profile_for(cfg, graph: str, *, max_batch: int = 64, opt_batch: int = 8, max_tokens: int = 4096,
-                opt_tokens: int = 512) -> dict[str, tuple[tuple[int, ...], ...]]:
+# Profile bounds shared by `mersdk export engine` and the tensorrt backend, so a prebuilt engine is
+# the one the backend looks for. The largest input (lyr_emb, 32 x 2048 x 384 fp32 = 100 MB) gets
+# a device buffer and a pinned host buffer of that size; larger batches are split, longer lyrics refused.
+DEFAULT_PROFILE = {"max_batch": 32, "opt_batch": 8, "max_tokens": 2048, "opt_tokens": 512}
+
+
+def profile_for(cfg, graph: str, *, max_batch: int = DEFAULT_PROFILE["max_batch"],
+                opt_batch: int = DEFAULT_PROFILE["opt_batch"], max_tokens: int = DEFAULT_PROFILE["max_tokens"],
+                opt_tokens: int = DEFAULT_PROFILE["opt_tokens"]) -> dict[str, tuple[tuple[int, ...], ...]]:
     """input name -> (min, opt, max) shape, from the checkpoint config.
 
     "model": batch 1..max_batch; frames from one CNN token (time_downsample) up to the longest
