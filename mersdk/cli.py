@@ -80,8 +80,12 @@ def cmd_info(args) -> int:
     else:
         from .checkpoint import read_checkpoint
 
+        from . import backends
+
         data = mersdk.info()
         ck = read_checkpoint(None)
+        # whether a backend can run the model depends on the checkpoint too (an ONNX export beside it)
+        data["backends"] = {k: ("available" if v is None else v) for k, v in backends.availability(checkpoint=ck).items()}
         data["model"] = {"path": str(ck.path), "hash": ck.model_hash, "trained": bool(ck.metadata.get("trained")),
                          "labels": {t.name: list(t.labels) for t in ck.config.tasks}}
     if args.json:
@@ -150,7 +154,11 @@ def _extra_commands():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args) -> int:
+    """Run a parsed command; mersdk errors become a one-line message and exit status 2."""
     try:
         return args.func(args)
     except MersdkError as e:

@@ -62,6 +62,10 @@ class Recognizer:
     batch_size: windows per forward pass in ``predict_batch``. window_s / hop_s: see module docs.
     max_duration_s: longer inputs raise ``AudioTooLongError`` (None: no limit; memory grows with
     the resampled signal, 230 MB per hour). num_threads: CPU threads for the backend (None: default).
+    backend_options: extra keyword options for the chosen backend, e.g. for "onnx"
+    ``{"intra_op_threads": 2, "graph_optimization_level": "all"}``, for "tensorrt"
+    ``{"precision": "fp16", "cache_dir": ...}``; an option the
+    backend does not take raises ``ValueError`` naming the ones it does.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class Recognizer:
         hop_s: float | None = None,
         max_duration_s: float | None = 4 * 3600.0,
         num_threads: int | None = None,
+        backend_options: dict[str, Any] | None = None,
     ):
         from . import backends
 
@@ -88,8 +93,8 @@ class Recognizer:
             raise ValueError("window_s must be >= 1 s and hop_s > 0")
         self.batch_size = int(batch_size)
         self.max_duration_s = max_duration_s
-        self.choice = backends.choose(backend, device)
-        self._backend = backends.create(self.choice, self.checkpoint, num_threads=num_threads)
+        self.choice = backends.choose(backend, device, checkpoint=self.checkpoint)
+        self._backend = backends.create(self.choice, self.checkpoint, num_threads=num_threads, **(backend_options or {}))
         self._primary = self.config.task(self.config.primary_task)
 
     # ------------------------------------------------------------------------------------------
@@ -108,7 +113,8 @@ class Recognizer:
             "mersdk": __version__,
             "build": _ext.build_info(),
             "backend": self.choice.to_dict(),
-            "backends": {k: ("available" if v is None else v) for k, v in backends.availability().items()},
+            "backends": {k: ("available" if v is None else v)
+                         for k, v in backends.availability(checkpoint=self.checkpoint).items()},
             "model": {
                 "path": str(self.checkpoint.path),
                 "hash": self.checkpoint.model_hash,

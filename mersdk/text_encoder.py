@@ -58,9 +58,7 @@ class TextEncoder:
     def token_windows(self, text: str) -> list[list[int]]:
         """Token ids of the text, cut into windows of max_tokens (each with [CLS] ... [SEP])."""
         ids = self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-        body = self.cfg.max_tokens - 2
-        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        return [[cls, *ids[i : i + body], sep] for i in range(0, max(len(ids), 1), body)] if ids else []
+        return split_windows(ids, self.cfg.max_tokens, self.tokenizer.cls_token_id, self.tokenizer.sep_token_id)
 
     def encode(self, texts: list[str | None]):
         """texts (None = no lyrics) -> (emb float32 (B, Tl, hidden), mask bool (B, Tl)), Tl >= 1.
@@ -95,6 +93,13 @@ class TextEncoder:
                 k += 1
             mask[b, :pos] = True
         return emb, mask
+
+
+def split_windows(ids: list[int], max_tokens: int, cls: int, sep: int) -> list[list[int]]:
+    """Token ids (no special tokens) -> windows of at most max_tokens, each [CLS] ... [SEP].
+    Shared by every backend so they all cut lyrics identically."""
+    body = max_tokens - 2
+    return [[cls, *ids[i : i + body], sep] for i in range(0, len(ids), body)]
 
 
 def pad_embeddings(items: list[np.ndarray | None], hidden: int):

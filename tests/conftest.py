@@ -1,12 +1,16 @@
-"""Shared fixtures: one Recognizer per session (loading it costs seconds), synthetic audio, data path."""
+"""Shared fixtures: one Recognizer per session (loading it costs seconds), synthetic audio, data path,
+and one ONNX export of the bundled model per session (about 30 s)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from mersdk.checkpoint import CONFIG_NAME, DEFAULT_MODEL_DIR, WEIGHTS_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MERSDK_DATA", ROOT.parent / "shared" / "data"))
@@ -30,3 +34,29 @@ def recognizer():
     import mersdk
 
     return mersdk.Recognizer(backend="torch")
+
+from mersdk.checkpoint import DEFAULT_MODEL_DIR, CONFIG_NAME, WEIGHTS_NAME
+
+
+def copy_checkpoint(dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        shutil.copy2(DEFAULT_MODEL_DIR / name, dst / name)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def plain_ckpt(tmp_path_factory) -> Path:
+    """A checkpoint folder without any export."""
+    return copy_checkpoint(tmp_path_factory.mktemp("plain"))
+
+
+@pytest.fixture(scope="session")
+def exported_ckpt(tmp_path_factory) -> Path:
+    """A copy of the bundled checkpoint with its ONNX export beside it."""
+    pytest.importorskip("onnxscript", reason="the ONNX export needs the [export] extra")
+    from mersdk.export.onnx_export import export_onnx
+
+    ck = copy_checkpoint(tmp_path_factory.mktemp("exported"))
+    export_onnx(ck, log=lambda *_: None)
+    return ck

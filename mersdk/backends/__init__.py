@@ -3,7 +3,9 @@
 Each backend module registers a ``BackendSpec`` with a ``probe`` (is it usable here, and if not,
 why) and a ``create`` factory. ``backend="auto"`` walks ``PREFERENCE`` (fastest first) and picks the
 first whose probe passes for the requested device; an explicit backend that cannot run raises
-``BackendUnavailableError`` with the probe's reason. Heavy imports (torch, onnxruntime, tensorrt)
+``BackendUnavailableError`` with the probe's reason. A backend that needs files made from the
+checkpoint (an ONNX export, an engine) also gives ``probe_checkpoint``, asked once the device probe
+passes. Heavy imports (torch, onnxruntime, tensorrt)
 happen inside probes and factories, never at ``import mersdk``.
 """
 
@@ -26,6 +28,8 @@ class BackendSpec:
     # probe(device) -> None when usable, else the reason it is not
     probe: Callable[[str], str | None]
     create: Callable[..., object]
+    # probe_checkpoint(checkpoint) -> None when this checkpoint can run on it, else the reason
+    probe_checkpoint: Callable[[object], str | None] | None = None
 
 
 _REGISTRY: dict[str, BackendSpec] = {}
@@ -38,7 +42,7 @@ def register(spec: BackendSpec) -> None:
 def _load_builtin() -> None:
     if _REGISTRY:
         return
-    from . import torch_backend  # noqa: F401  (registers itself)
+    from . import onnx_backend, tensorrt_backend, torch_backend  # noqa: F401  (register themselves)
 
 
 def registered() -> dict[str, BackendSpec]:
@@ -46,8 +50,9 @@ def registered() -> dict[str, BackendSpec]:
     return dict(_REGISTRY)
 
 
-def availability(device: str = "auto") -> dict[str, str | None]:
-    """name -> None if usable on ``device`` (or any device for 'auto'), else the reason."""
+def availability(device: str = "auto", checkpoint=None) -> dict[str, str | None]:
+    """name -> None if usable on ``device`` (or any device for 'auto') with ``checkpoint`` (when
+    given), else the reason."""
     out = {}
     for name in PREFERENCE:
         spec = registered().get(name)
@@ -56,7 +61,7 @@ def availability(device: str = "auto") -> dict[str, str | None]:
         devices = spec.devices if device == "auto" else (device,)
         reasons = []
         for d in devices:
-            r = _probe(spec, d)
+            r = _probe(spec, d, checkpoint)
             if r is None:
                 break
             reasons.append(r)
@@ -67,14 +72,18 @@ def availability(device: str = "auto") -> dict[str, str | None]:
     return out
 
 
-def _probe(spec: BackendSpec, device: str) -> str | None:
+def _probe(spec: BackendSpec, device: str, checkpoint=None) -> str | None:
     if device not in spec.devices:
         return f"the {spec.name} backend runs on {', '.join(spec.devices)}, not {device}"
-    return spec.probe(device)
+    r = spec.probe(device)
+    if r is None and checkpoint is not None and spec.probe_checkpoint is not None:
+        r = spec.probe_checkpoint(checkpoint)
+    return r
 
 
-def choose(backend: str = "auto", device: str = "auto") -> BackendChoice:
-    """Resolve (backend, device) to a concrete choice, or raise BackendUnavailableError."""
+def choose(backend: str = "auto", device: str = "auto", checkpoint=None) -> BackendChoice:
+    """Resolve (backend, device) to a concrete choice, or raise BackendUnavailableError. With a
+    ``checkpoint``, backends that need files made from it (ONNX export, engine) are checked too."""
     specs = registered()
     if device not in ("auto", "cpu", "cuda"):
         raise BackendUnavailableError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'")
@@ -86,7 +95,7 @@ def choose(backend: str = "auto", device: str = "auto") -> BackendChoice:
         devices = spec.devices if device == "auto" else (device,)
         reasons = []
         for d in devices:
-            r = _probe(spec, d)
+            r = _probe(spec, d, checkpoint)
             if r is None:
                 return BackendChoice(backend, d, "requested explicitly")
             reasons.append(r)
@@ -98,7 +107,7 @@ def choose(backend: str = "auto", device: str = "auto") -> BackendChoice:
             continue
         devices = spec.devices if device == "auto" else (device,)
         for d in devices:
-            r = _probe(spec, d)
+            r = _probe(spec, d, checkpoint)
             if r is None:
                 why = "fastest available" if not skipped else "fastest available; skipped " + "; ".join(skipped)
                 return BackendChoice(name, d, why)
@@ -107,4 +116,14 @@ def choose(backend: str = "auto", device: str = "auto") -> BackendChoice:
 
 
 def create(choice: BackendChoice, checkpoint, **options):
-    return registered()[choice.name].create(checkpoint, choice.device, **options)
+    """Build the chosen backend; options it does not take are an error naming the ones it does."""
+    import inspect
+
+    factory = registered()[choice.name].create
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = [n for n in params if n not in ("self", "checkpoint", "device")]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"the {choice.name} backend has no option(s) {', '.join(unknown)}; it takes: {', '.join(known)}")
+    return factory(checkpoint, choice.device, **options)

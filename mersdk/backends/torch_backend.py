@@ -11,7 +11,7 @@ from . import BackendSpec, register
 
 def _probe(device: str) -> str | None:
     if importlib.util.find_spec("torch") is None:
-        return "PyTorch is not installed (pip install torch==2.13.0)"
+        return "PyTorch is not installed (pip install 'mersdk[torch]', which pins torch==2.13.0)"
     if importlib.util.find_spec("transformers") is None:
         return "transformers is not installed"
     return None

@@ -1,0 +1,303 @@
+"""Latency benchmark of every backend that can run here, side by side (``mersdk bench``,
+``benchmarks/latency.py``).
+
+Each backend runs in its own fresh subprocess (so peak RSS and caches are its own): cold start
+(imports, then model load, then the first prediction, timed separately, repeated in fresh
+processes), per-call latency p50/p95/p99 after warm-up for a 30 s clip with lyrics, the same clip
+without lyrics and a 3-minute track, and a batch sweep of 30 s clips (throughput in clips/s and the
+real-time factor RTF = wall time / audio time). "torch" is the PyTorch eager baseline; "vibenet"
+(an audio-only music-emotion model on ONNX Runtime, if installed) is the outside reference. Audio
+is given as 16 kHz arrays (the model's rate): decoding and resampling files is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SR = 16000
+LYRICS_WORDS = 200  # about the median of the mirex_mm lyrics (150-260 words between the quartiles)
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+MERSDK_BACKENDS = ("onnx", "torch", "tensorrt")
+
+
+def _audio(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    x = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 0.3 * t)) + 0.05 * rng.standard_normal(t.size)
+    return x.astype(np.float32)
+
+
+def _lyrics(words: int = LYRICS_WORDS) -> str:
+    vocab = "love night fire heart rain dance alone tonight burning cold summer river light dream road home".split()
+    rng = np.random.default_rng(1)
+    w = [vocab[i] for i in rng.integers(0, len(vocab), words)]
+    return "\n".join(" ".join(w[i : i + 8]) for i in range(0, words, 8))
+
+
+def _pcts(xs: list[float]) -> dict[str, float]:
+    a = np.array(xs) * 1000.0
+    # min beside the percentiles: on a shared machine it is the best estimate of the uncontended cost
+    return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
+            "p99_ms": float(np.percentile(a, 99)), "min_ms": float(a.min()), "mean_ms": float(a.mean()),
+            "n": len(xs)}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
+
+
+# ---- worker side (runs inside a fresh subprocess) ------------------------------------------------
+def _make(backend: str, checkpoint, threads):
+    """(predict(audio, lyrics), predict_batch(list of audio)) for one backend, timing import/load."""
+    t0 = time.perf_counter()
+    if backend == "vibenet":
+        import vibenet
+
+        t1 = time.perf_counter()
+        model = vibenet.load_model()
+        t2 = time.perf_counter()
+        return (lambda x, lyr: model.predict(x, sr=SR), lambda xs: model.predict(list(xs), sr=SR), None), t1 - t0, t2 - t1
+    import mersdk  # noqa: F401
+    from mersdk import Recognizer
+
+    # the backend's own runtime is part of its import cost, not of the model load
+    for mod in {"onnx": ("onnxruntime", "tokenizers"), "torch": ("torch", "transformers"),
+                "tensorrt": ("tensorrt", "tokenizers")}[backend]:
+        __import__(mod)
+    t1 = time.perf_counter()
+    rec = Recognizer(checkpoint, backend=backend, num_threads=threads)
+    t2 = time.perf_counter()
+
+    def batch(xs):
+        return rec.predict_batch([(x, None, SR) for x in xs], batch_size=len(xs))
+
+    return (lambda x, lyr: rec.predict(x, lyrics=lyr, sample_rate=SR), batch, rec), t1 - t0, t2 - t1
+
+
+def _stages(rec, clip, lyr, repeats: int) -> dict:
+    """Where a 30 s prediction with lyrics spends its time: log-mel, text encoder, model."""
+    from .features import log_mel_batch
+    from .text_encoder import pad_embeddings
+
+    cfg = rec.config
+    mel, lengths = log_mel_batch([clip], cfg.frontend)
+    emb, mask = pad_embeddings(rec._backend.encode_lyrics([lyr]), cfg.text_encoder.hidden_size)
+    return {
+        "log_mel": _pcts(_time(lambda: log_mel_batch([clip], cfg.frontend), 2, repeats, 15)),
+        "text_encoder": _pcts(_time(lambda: rec._backend.encode_lyrics([lyr]), 2, repeats, 15)),
+        "model": _pcts(_time(lambda: rec._backend.forward(mel, lengths, emb, mask), 2, repeats, 15)),
+    }
+
+
+def _time(fn, warmup: int, repeats: int, budget_s: float) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out: list[float] = []
+    start = time.perf_counter()
+    while len(out) < repeats and (len(out) < 3 or time.perf_counter() - start < budget_s):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def worker(backend: str, checkpoint, mode: str, repeats: int, threads, max_batch: int) -> dict:
+    (predict, predict_batch, rec), t_import, t_load = _make(backend, checkpoint, threads)
+    clip, track, lyr = _audio(30.0), _audio(180.0, 2), _lyrics()
+    t = time.perf_counter()
+    predict(clip, lyr)
+    first = time.perf_counter() - t
+    res = {"backend": backend, "import_s": t_import, "load_s": t_load, "first_predict_s": first,
+           "total_s": t_import + t_load + first}
+    if mode == "cold":
+        res["peak_rss_mb"] = _peak_rss_mb()
+        return res
+    res["latency"] = {}
+    if rec is not None:  # vibenet has no lyrics input
+        res["latency"]["30s_lyrics"] = _pcts(_time(lambda: predict(clip, lyr), 3, repeats, 30))
+    res["latency"]["30s_no_lyrics"] = _pcts(_time(lambda: predict(clip, None), 3, repeats, 30))
+    res["latency"]["3min_no_lyrics"] = _pcts(_time(lambda: predict(track, None), 1, max(5, repeats // 4), 40))
+    if rec is not None:
+        res["stages_30s_lyrics"] = _stages(rec, clip, lyr, repeats)
+    res["peak_rss_mb_single_clips"] = _peak_rss_mb()  # before the batch sweep holds 64 clips at once
+    sweep = {}
+    for b in (b for b in BATCHES if b <= max_batch):
+        xs = [clip] * b
+        ts = _time(lambda: predict_batch(xs), 1, 5 if b <= 8 else 2, 20)
+        med = statistics.median(ts)
+        sweep[b] = {"ms_per_call": med * 1000, "clips_per_s": b / med, "rtf": med / (30.0 * b)}
+    res["batch_sweep"] = sweep
+    res["peak_rss_mb"] = _peak_rss_mb()
+    return res
+
+
+# ---- driver side ---------------------------------------------------------------------------------
+def _run_worker(args: list[str], timeout: float = 900) -> dict:
+    r = subprocess.run([sys.executable, "-m", "mersdk.bench", "--worker", *args], capture_output=True, text=True,
+                       timeout=timeout)
+    if r.returncode != 0:
+        return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def available(checkpoint) -> tuple[list[str], dict[str, str]]:
+    from . import backends
+    from .checkpoint import read_checkpoint
+
+    avail = backends.availability(checkpoint=read_checkpoint(checkpoint))
+    run = [b for b in MERSDK_BACKENDS if avail.get(b, "not registered") is None]
+    skipped = {b: avail.get(b, "not registered") for b in MERSDK_BACKENDS if b not in run}
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("vibenet") is not None:
+            run.append("vibenet")
+        else:
+            skipped["vibenet"] = "not installed (pip install vibenet)"
+    except ImportError:
+        pass
+    return run, skipped
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    versions = {}
+    for mod in ("mersdk", "numpy", "onnxruntime", "torch", "tensorrt", "vibenet"):
+        try:
+            from importlib.metadata import version
+
+            versions[mod] = version(mod)
+        except Exception:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "versions": versions, "loadavg_start": os.getloadavg()}
+
+
+def run_all(checkpoint=None, backends_=None, repeats: int = 30, cold_runs: int = 3, threads=None,
+            max_batch: int = 64, log=print) -> dict:
+    run, skipped = available(checkpoint)
+    if backends_:
+        run = [b for b in run if b in backends_]
+    report = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": machine(),
+              "checkpoint": str(checkpoint or "bundled"), "lyrics_words": LYRICS_WORDS, "threads": threads,
+              "skipped": skipped, "results": {}}
+    ck = ["--checkpoint", str(checkpoint)] if checkpoint else []
+    th = ["--threads", str(threads)] if threads else []
+    for b in run:
+        log(f"{b}: cold start x{cold_runs} ...")
+        colds = [_run_worker([b, "--mode", "cold", *ck, *th]) for _ in range(cold_runs)]
+        if any("error" in c for c in colds):
+            report["results"][b] = {"error": next(c["error"] for c in colds if "error" in c)}
+            continue
+        log(f"{b}: latency, batch sweep ...")
+        warm = _run_worker([b, "--mode", "warm", "--repeats", str(repeats), "--max-batch", str(max_batch), *ck, *th])
+        cold = {k: statistics.median(c[k] for c in colds)
+                for k in ("import_s", "load_s", "first_predict_s", "total_s", "peak_rss_mb")}
+        report["results"][b] = {"cold_median": cold, "cold_runs": colds, **warm}
+    report["machine"]["loadavg_end"] = os.getloadavg()
+    return report
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    R = {k: v for k, v in report["results"].items() if "error" not in v}
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}; "
+             f"load average at start {m['loadavg_start'][0]:.2f}, at end {m['loadavg_end'][0]:.2f} "
+             "(the machine is shared: figures are noisy)",
+             f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
+             f"Command: `{report['command']}`; lyrics {report['lyrics_words']} words; audio as 16 kHz arrays",
+             "", "Cold start (median of fresh processes; first predict = 30 s clip with lyrics, which for onnx "
+             "includes creating the text-encoder session):", "",
+             "| backend | import s | load s | import + load s | first predict s | total s | peak RSS MB (cold / single clips / with batch 64) |",
+             "|---|---|---|---|---|---|---|"]
+    for b, r in R.items():
+        c = r["cold_median"]
+        lines.append(f"| {b} | {c['import_s']:.3f} | {c['load_s']:.3f} | {c['import_s'] + c['load_s']:.3f} | "
+                     f"{c['first_predict_s']:.3f} | {c['total_s']:.3f} | "
+                     f"{c['peak_rss_mb']:.0f} / {r['peak_rss_mb_single_clips']:.0f} / {r['peak_rss_mb']:.0f} |")
+    lines += ["", "Per call (vs vibenet: its audio-only call on the same audio, lyrics or not):", "",
+              "| backend | case | p50 ms | p95 ms | p99 ms | min ms | p50 vs torch | p50 vs vibenet |",
+              "|---|---|---|---|---|---|---|---|"]
+    for b, r in R.items():
+        for case, s in r["latency"].items():
+            t = R.get("torch", {}).get("latency", {}).get(case, {}).get("p50_ms")
+            v = R.get("vibenet", {}).get("latency", {}).get("30s_no_lyrics" if case.startswith("30s") else case, {}).get("p50_ms")
+            lines.append(f"| {b} | {case} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['p99_ms']:.1f} | {s['min_ms']:.1f} | "
+                         f"{_ratio(s['p50_ms'], t)} | {_ratio(s['p50_ms'], v)} |")
+    lines += ["", "Stages of a 30 s call with lyrics (p50 / min ms):", "", "| backend | log-mel (NumPy) | text encoder | model |",
+              "|---|---|---|---|"]
+    for b, r in R.items():
+        if "stages_30s_lyrics" in r:
+            st = r["stages_30s_lyrics"]
+            lines.append(f"| {b} | " + " | ".join(f"{st[k]['p50_ms']:.1f} / {st[k]['min_ms']:.1f}"
+                                                 for k in ("log_mel", "text_encoder", "model")) + " |")
+    lines += ["", "Batch sweep (30 s clips, no lyrics; RTF = wall / audio time):", "",
+              "| backend | batch | ms / call | clips / s | RTF |", "|---|---|---|---|---|"]
+    for b, r in R.items():
+        for n, s in r["batch_sweep"].items():
+            lines.append(f"| {b} | {n} | {s['ms_per_call']:.0f} | {s['clips_per_s']:.1f} | {s['rtf']:.4f} |")
+    for b, r in report["results"].items():
+        if "error" in r:
+            lines.append(f"\n{b}: failed: {r['error']}")
+    for b, why in report["skipped"].items():
+        lines.append(f"\n{b}: not run: {why}")
+    return "\n".join(lines) + "\n"
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
+    p.add_argument("--backends", nargs="*", help=f"subset of {MERSDK_BACKENDS + ('vibenet',)} (default: all that run here)")
+    p.add_argument("--repeats", type=int, default=30, help="timed calls per latency case (after 3 warm-up calls)")
+    p.add_argument("--cold-runs", type=int, default=3, help="fresh processes for the cold-start figures")
+    p.add_argument("--threads", type=int, help="CPU threads per backend (default: each runtime's own)")
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--json", help="write the full report here")
+    p.add_argument("--md", help="write the tables here (markdown)")
+
+
+def main_from_args(args) -> int:
+    report = run_all(args.checkpoint, args.backends, args.repeats, args.cold_runs, args.threads, args.max_batch)
+    md = markdown(report)
+    print(md)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.md:
+        Path(args.md).write_text(md)
+    return 0
+
+
+def _worker_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("backend")
+    ap.add_argument("--mode", choices=("cold", "warm"), default="warm")
+    ap.add_argument("--checkpoint")
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--max-batch", type=int, default=64)
+    a = ap.parse_args(argv)
+    print(json.dumps(worker(a.backend, a.checkpoint, a.mode, a.repeats, a.threads, a.max_batch)))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        sys.exit(_worker_main(sys.argv[2:]))
+    ap = argparse.ArgumentParser(prog="mersdk.bench", description=__doc__.splitlines()[0])
+    add_args(ap)
+    sys.exit(main_from_args(ap.parse_args()))
