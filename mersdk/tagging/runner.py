@@ -135,6 +135,27 @@ def predict_rows(rec, tracks: list[PreparedTrack]) -> list[dict[str, Any]]:
         return [row for t in tracks for row in predict_rows(rec, [t])]
 
 
+def tag_row_file(row: dict[str, Any], model_hash: str, *, dry_run: bool, echo: Callable[[str], None]) -> bool:
+    """Write a predicted row's mood into its file's tags (``dry_run``: print it); True when written.
+
+    A failure turns the row into an error row (so a resumed run retries it). After writing, the
+    row's hash and size are those of the tagged file, so a resumed run recognises it as done."""
+    from .write_tags import TagWriteError, write_mood_tags
+
+    if row["error"] is not None:
+        return False
+    try:
+        frames = write_mood_tags(row["path"], row["label"], row["valence"], row["arousal"], model_hash, dry_run=dry_run)
+    except TagWriteError as e:
+        row["error"] = f"TagWriteError: {e}"
+        return False
+    if dry_run:
+        echo(f"would write {row['path']}: " + ", ".join(f"{k}={v}" for k, v in frames.items()))
+        return False
+    row["sha256"], row["size_bytes"] = sha256_of(row["path"]), os.path.getsize(row["path"])
+    return True
+
+
 def _count_in_background(paths: list[str], bar) -> threading.Thread:
     """Count the files in a second streaming walk so the progress bar can show an ETA early."""
 
@@ -174,7 +195,6 @@ def tag_library(
     from tqdm import tqdm
 
     from ..recognizer import Recognizer
-    from .write_tags import TagWriteError, write_mood_tags
 
     if workers < 1 or batch_size < 1:
         raise ValueError("workers and batch_size must be >= 1")
@@ -192,17 +212,8 @@ def tag_library(
             _count_in_background(paths, bar)
 
         def emit(row: dict[str, Any]) -> None:
-            if row["error"] is None and write_tags:
-                try:
-                    frames = write_mood_tags(row["path"], row["label"], row["valence"], row["arousal"], model_hash, dry_run=dry_run)
-                    if dry_run:
-                        echo(f"would write {row['path']}: " + ", ".join(f"{k}={v}" for k, v in frames.items()))
-                    else:
-                        summary.tags_written += 1
-                        # the row describes the file as it now is, so a resumed run recognises it
-                        row["sha256"], row["size_bytes"] = sha256_of(row["path"]), os.path.getsize(row["path"])
-                except TagWriteError as e:
-                    row["error"] = f"TagWriteError: {e}"
+            if write_tags and tag_row_file(row, model_hash, dry_run=dry_run, echo=echo):
+                summary.tags_written += 1
             store.write(row)
             if row["error"] is None:
                 summary.predicted += 1
