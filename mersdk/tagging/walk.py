@@ -4,7 +4,9 @@
 iterators (no recursion limit, one ``DirEntry`` at a time per level), so a folder with millions of
 entries costs constant memory. Symlinked folders are followed once: every folder is identified by
 ``(st_dev, st_ino)`` and a second visit (a symlink loop, or two links to one folder) is skipped and
-reported. Files are picked by extension (see ``audio_extensions``).
+reported. Files are picked by extension (see ``classify``): soundfile's formats, PyAV's with the decoders
+extra (without it such files are yielded as ``needs-decoders`` so the run reports them), and
+``.m4p`` as ``protected``.
 """
 
 from __future__ import annotations
@@ -40,14 +42,16 @@ def pyav_available() -> bool:
     return True
 
 
-def audio_extensions() -> frozenset[str]:
-    """Extensions decoded here: soundfile's available formats, plus PyAV's when installed."""
+def soundfile_extensions() -> frozenset[str]:
+    """Extensions libsndfile decodes here (its available formats)."""
     import soundfile as sf
 
-    exts = {e for fmt in sf.available_formats() for e in _SOUNDFILE_EXTENSIONS.get(fmt, ())}
-    if pyav_available():
-        exts.update(PYAV_EXTENSIONS)
-    return frozenset(exts)
+    return frozenset(e for fmt in sf.available_formats() for e in _SOUNDFILE_EXTENSIONS.get(fmt, ()))
+
+
+def audio_extensions() -> frozenset[str]:
+    """Every extension decoded here: soundfile's, plus PyAV's when the decoders extra is installed."""
+    return soundfile_extensions() | (frozenset(PYAV_EXTENSIONS) if pyav_available() else frozenset())
 
 
 def classify(path: str, soundfile_exts: frozenset[str], with_pyav: bool) -> str | None:
@@ -73,7 +77,7 @@ def walk_audio(
     ``on_problem(path, message)`` hears about folders that cannot be read and symlink loops; the
     walk goes on. A root given as a file is yielded when its extension is known."""
     with_pyav = pyav_available() if with_pyav is None else with_pyav
-    exts = audio_extensions() if extensions is None else extensions
+    exts = soundfile_extensions() if extensions is None else extensions
     report = on_problem or (lambda path, message: None)
     seen_dirs: set[tuple[int, int]] = set()
     for root in roots:
