@@ -250,7 +250,11 @@ def tag_library(
                         emit(result)
                     else:
                         batch.append(result)
-                if len(batch) >= batch_size or (batch and exhausted and not pending):
+                    if len(batch) >= batch_size:
+                        for row in predict_rows(rec, batch):
+                            emit(row)
+                        batch = []
+                if batch and exhausted and not pending:
                     for row in predict_rows(rec, batch):
                         emit(row)
                     batch = []
