@@ -93,3 +93,22 @@ def decoded(path: Path) -> np.ndarray:
     from mersdk.audio import load_audio
 
     return load_audio(path, 16000).samples
+
+
+BYPASS_REASON = "file modes are not enforced here (root, or CAP_DAC_OVERRIDE): chmod cannot make a file unreadable"
+
+
+def permissions_enforced(tmp_path: Path) -> bool:
+    """Whether chmod 000 really stops this process (false for root with its usual capabilities;
+    true for root with CAP_DAC_OVERRIDE dropped, e.g. under ``setpriv --bounding-set=-all``)."""
+    probe = tmp_path / ".permission_probe"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    try:
+        probe.open("rb").close()
+        return False
+    except PermissionError:
+        return True
+    finally:
+        probe.chmod(0o644)
+        probe.unlink()
