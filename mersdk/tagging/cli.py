@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from .store import FORMATS
@@ -21,9 +20,9 @@ def cmd_tag(args) -> int:
     else:
         from .runner import tag_library
 
-        summary = tag_library(args.paths, args.out, fmt=args.format, workers=args.workers, batch_size=args.batch_size,
+        summary = tag_library(args.paths, args.out, fmt=args.format, workers=args.workers or 2, batch_size=args.batch_size,
                               model=args.model, backend=args.backend, device=args.device, write_tags=args.write_tags,
-                              dry_run=args.dry_run, progress=not args.no_progress)
+                              dry_run=args.dry_run, progress=not args.no_progress, num_threads=args.threads)
     print(f"{summary.found} audio files: {summary.predicted} predicted, {summary.errors} errors, "
           f"{summary.skipped} already done; {summary.tags_written} tagged; {summary.seconds:.1f} s "
           f"({summary.tracks_per_s:.2f} tracks/s) -> {args.out}", file=sys.stderr)
@@ -31,13 +30,14 @@ def cmd_tag(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("tag", help="predict a whole music library into SQLite/JSONL/CSV (resumable)",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = subparsers.add_parser("tag", help="predict a whole music library into SQLite/JSONL/CSV (resumable)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (walked recursively)")
     p.add_argument("--out", required=True, help="output file (.sqlite/.db, .jsonl, .csv, .parquet)")
     p.add_argument("--format", choices=FORMATS, help="output format (default: from the extension, else sqlite)")
-    p.add_argument("--workers", type=int, default=2, help="decode threads (with --ray: Recognizer actors)")
-    p.add_argument("--batch-size", type=int, default=8, help="tracks per predict_batch")
+    p.add_argument("--workers", type=int, help="decode threads (default 2); with --ray: Recognizer actors "
+                   "(default: one per GPU, else CPUs / 2)")
+    p.add_argument("--threads", type=int, help="model CPU threads (default: cores minus decode workers, at least 1)")
+    p.add_argument("--batch-size", type=int, default=8, help="tracks per predict_batch (default 8)")
     p.add_argument("--model", help="checkpoint folder (default: the bundled model)")
     p.add_argument("--backend", default="auto")
     p.add_argument("--device", default="auto")
