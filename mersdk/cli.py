@@ -45,6 +45,31 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_analyze(args) -> int:
+    from .lyrics import load_lyrics
+    from .recognizer import Recognizer
+    from .timeline import plot_analysis
+
+    rec = Recognizer(model=args.model, backend=args.backend, device=args.device)
+    lyrics = load_lyrics(args.lyrics)
+    a = rec.analyze(args.audio, lyrics, window_s=args.window_s, hop_s=args.hop_s, smooth=args.smooth)
+    if args.plot:
+        plot_analysis(a, lyrics, args.plot, title=f"{args.audio}: {a.summary.label}")
+    if args.json:
+        print(json.dumps(a.to_dict(), indent=2))
+        return 0
+    s = a.summary
+    print(f"{args.audio}: {s.label}  valence {s.valence:+.2f}  arousal {s.arousal:+.2f}  "
+          f"fusion {s.fusion_weight:.2f}  ({len(a.timeline)} segments of {a.window_s:g} s every {a.hop_s:g} s, smooth {a.smooth})")
+    print(f"{'start':>7} {'end':>7}  {'label':<10} {'val':>6} {'aro':>6} {'fusion':>6}  lyrics")
+    for seg in a.timeline:
+        first = seg.lyric_lines[0][:40] + (" ..." if len(seg.lyric_lines) > 1 else "") if seg.lyric_lines else ""
+        print(f"{seg.start_s:7.1f} {seg.end_s:7.1f}  {seg.label:<10} {seg.valence:+6.2f} {seg.arousal:+6.2f} {seg.fusion_weight:6.2f}  {first}")
+    if args.plot:
+        print(f"plot written to {args.plot}")
+    return 0
+
+
 def cmd_info(args) -> int:
     import mersdk
 
@@ -86,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("analyze", help="emotion timeline of a whole track, lyrics aligned to the audio")
+    p.add_argument("audio")
+    p.add_argument("--lyrics", help="lyrics text, or a .txt/.lrc path (LRC timestamps align lines to segments)")
+    p.add_argument("--window-s", type=float, default=10.0, help="segment length in seconds (default 10)")
+    p.add_argument("--hop-s", type=float, default=5.0, help="seconds between segment starts (default 5)")
+    p.add_argument("--smooth", type=int, default=3, help="centred moving average over N segments (1 = raw)")
+    p.add_argument("--plot", metavar="PNG", help="write a valence/arousal-over-time plot (needs matplotlib)")
+    p.add_argument("--model", help="checkpoint folder (default: the bundled model)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_analyze)
+
     p = sub.add_parser("info", help="version, build, available backends, model")
     p.add_argument("--model", help="checkpoint folder (loads it; default: the bundled model)")
     p.add_argument("--load", action="store_true", help="create a Recognizer to show the backend it picks")
@@ -116,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except MersdkError as e:
+        print(f"mersdk: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # an optional extra is missing; the message names it
         print(f"mersdk: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

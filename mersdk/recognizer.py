@@ -34,10 +34,11 @@ from .text_encoder import pad_embeddings
 ONE_WINDOW_SLACK = 1.25
 
 
-def window_bounds(n_samples: int, sample_rate: int, window_s: float, hop_s: float) -> list[tuple[int, int]]:
+def window_bounds(n_samples: int, sample_rate: int, window_s: float, hop_s: float,
+                  slack: float = ONE_WINDOW_SLACK) -> list[tuple[int, int]]:
     """[start, end) sample ranges of the analysis windows (see module docstring)."""
     win, hop = int(round(window_s * sample_rate)), int(round(hop_s * sample_rate))
-    if n_samples <= int(win * ONE_WINDOW_SLACK):
+    if n_samples <= int(win * slack):
         return [(0, n_samples)]
     starts = list(range(0, n_samples - win, hop))
     if starts[-1] + win < n_samples:
@@ -128,21 +129,34 @@ class Recognizer:
         ly = load_lyrics(lyrics)
         return _Item(a, ly, window_bounds(len(a.samples), a.sample_rate, self.window_s, self.hop_s))
 
+    def _forward_windows(self, windows: list[np.ndarray], embs: list[np.ndarray | None]) -> list[dict[str, np.ndarray]]:
+        """Run the model on windows (mono samples at the model rate) with their lyric embeddings,
+        ``batch_size`` windows per forward pass; returns one output dict per window, in order."""
+        cfg = self.config
+        outs: list[dict[str, np.ndarray]] = []
+        for b0 in range(0, len(windows), self.batch_size):
+            mel, lengths = log_mel_batch(windows[b0 : b0 + self.batch_size], cfg.frontend)
+            emb, mask = pad_embeddings(embs[b0 : b0 + self.batch_size], cfg.text_encoder.hidden_size)
+            out = self._backend.forward(mel, lengths, emb, mask)
+            outs.extend({k: v[j] for k, v in out.items()} for j in range(len(mel)))
+        return outs
+
+    def _encode_texts(self, texts: list[str | None]) -> list[np.ndarray | None]:
+        """Lyric embeddings per text, each distinct text encoded once."""
+        unique = list(dict.fromkeys(t for t in texts if t))
+        enc = dict(zip(unique, self._backend.encode_lyrics(unique))) if unique else {}
+        return [enc[t] if t else None for t in texts]
+
     def _run(self, items: list[_Item]) -> list[Prediction]:
         cfg = self.config
-        texts = [it.lyrics.text if it.lyrics else None for it in items]
-        emb_per_item = self._backend.encode_lyrics(texts)
+        emb_per_item = self._encode_texts([it.lyrics.text if it.lyrics else None for it in items])
         # every window of every item, in order; batches never mix more than batch_size windows
         jobs = [(i, s, e) for i, it in enumerate(items) for s, e in it.windows]
+        outs = self._forward_windows([items[i].audio.samples[s:e] for i, s, e in jobs], [emb_per_item[i] for i, _, _ in jobs])
         acc: dict[str, list[list[np.ndarray]]] = {}
-        for b0 in range(0, len(jobs), self.batch_size):
-            chunk = jobs[b0 : b0 + self.batch_size]
-            mel, lengths = log_mel_batch([items[i].audio.samples[s:e] for i, s, e in chunk], cfg.frontend)
-            emb, mask = pad_embeddings([emb_per_item[i] for i, _, _ in chunk], cfg.text_encoder.hidden_size)
-            out = self._backend.forward(mel, lengths, emb, mask)
-            for j, (i, _, _) in enumerate(chunk):
-                for k, v in out.items():
-                    acc.setdefault(k, [[] for _ in items])[i].append(v[j])
+        for (i, _, _), out in zip(jobs, outs):
+            for k, v in out.items():
+                acc.setdefault(k, [[] for _ in items])[i].append(v)
         results = []
         for i, it in enumerate(items):
             task_probs = {}
@@ -188,6 +202,24 @@ class Recognizer:
             finally:
                 self.batch_size = saved
         return self._run(prepared) if prepared else []
+
+    def analyze(self, audio, lyrics=None, *, sample_rate: int | None = None, window_s: float = 10.0,
+                hop_s: float = 5.0, context_s: float = 2.0, smooth: int = 3):
+        """Timeline of a whole track: a ``TrackAnalysis`` with ``summary`` (a Prediction) and
+        ``timeline`` (Segments with start/end, probabilities, valence, arousal, fusion weight and the
+        lyric lines each segment read). Time-stamped lyrics are aligned to the audio; see
+        ``mersdk.timeline`` for the alignment and smoothing rules."""
+        from .timeline import analyze
+
+        return analyze(self, audio, lyrics, sample_rate=sample_rate, window_s=window_s, hop_s=hop_s,
+                       context_s=context_s, smooth=smooth)
+
+    def iter_analyze(self, audio, lyrics=None, *, sample_rate: int | None = None, window_s: float = 10.0,
+                     hop_s: float = 5.0, context_s: float = 2.0):
+        """Generator form of ``analyze``: raw Segments as they are computed, bounded memory."""
+        from .timeline import iter_analyze
+
+        return iter_analyze(self, audio, lyrics, sample_rate=sample_rate, window_s=window_s, hop_s=hop_s, context_s=context_s)
 
     def __repr__(self) -> str:
         return f"Recognizer(model={self.checkpoint.model_hash}, backend={self.choice.name}, device={self.choice.device})"
