@@ -17,6 +17,7 @@ from conftest import DATA, tone
 HAVE_MUTAGEN = importlib.util.find_spec("mutagen") is not None
 HAVE_AV = importlib.util.find_spec("av") is not None
 HAVE_RAY = importlib.util.find_spec("ray") is not None
+HAVE_PYARROW = importlib.util.find_spec("pyarrow") is not None
 
 needs_mutagen = pytest.mark.skipif(not HAVE_MUTAGEN, reason='mutagen is not installed (pip install "mersdk[tag]")')
 needs_av = pytest.mark.skipif(not HAVE_AV, reason='PyAV is not installed (pip install "mersdk[decoders]")')

@@ -10,7 +10,7 @@ from mersdk.cli import main as cli_main
 from mersdk.tagging import tag_library, walk_audio
 from mersdk.tagging.store import COLUMNS, open_store
 
-from tagging_helpers import HAVE_AV, SOUNDFILE_CONTAINERS, permissions_enforced, write_clip
+from tagging_helpers import HAVE_AV, HAVE_PYARROW, SOUNDFILE_CONTAINERS, permissions_enforced, write_clip
 
 
 def _rows(out, fmt=None):
@@ -50,6 +50,8 @@ def test_rows_for_every_track(tmp_path, recognizer):
 
 @pytest.mark.parametrize("name", ["out.sqlite", "out.jsonl", "out.csv", "out.parquet"])
 def test_formats_and_resume(tmp_path, recognizer, name):
+    if name.endswith(".parquet") and not HAVE_PYARROW:
+        pytest.skip('pyarrow is not installed (pip install "mersdk[ray]")')
     lib = _library(tmp_path / "lib")
     out = tmp_path / name
     first = tag_library([lib], out, recognizer=recognizer, progress=False)
@@ -167,6 +169,23 @@ def test_folder_with_100000_entries(tmp_path, recognizer):
     assert peak < 2_000_000, peak  # the 100,000 names alone would take several MB as a list
     s = tag_library([big], tmp_path / "o.sqlite", recognizer=recognizer, progress=False)
     assert (s.found, s.predicted) == (3, 3)
+
+
+def test_cli_reports_missing_extras(tmp_path, capsys, monkeypatch):
+    import sys
+
+    lib = _library(tmp_path / "lib", n=1)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    assert cli_main(["tag", str(lib), "--out", str(tmp_path / "o.sqlite"), "--ray"]) == 2
+    assert 'pip install "mersdk[ray]"' in capsys.readouterr().err
+    assert cli_main(["tag", str(lib), "--out", str(tmp_path / "o.parquet"), "--no-progress"]) == 2
+    assert "Parquet output needs pyarrow" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "mutagen", None)
+    assert cli_main(["tag", str(lib), "--out", str(tmp_path / "o.sqlite"), "--write-tags", "--no-progress"]) == 2
+    assert 'needs mutagen: pip install "mersdk[tag]"' in capsys.readouterr().err
+    assert cli_main(["tag", str(lib), "--out", str(tmp_path / "o.sqlite"), "--no-progress"]) == 0
+    assert capsys.readouterr().err.count("mutagen is not installed") == 1
 
 
 def test_cli_tag(tmp_path, capsys):

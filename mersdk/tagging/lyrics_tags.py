@@ -6,7 +6,7 @@ other embedded lyrics (``embedded:USLT`` for ID3, ``embedded:LYRICS`` / ``embedd
 for Vorbis comments in FLAC/Ogg, ``embedded:\xa9lyr`` for MP4). A source that is present but unusable
 (over ``MAX_LYRICS_CHARS``, unreadable) adds a warning and the next source is tried; with none the
 track is predicted from audio alone. Tags are read with ``mutagen`` (the ``mersdk[tag]`` extra);
-without it only sidecars are used, and a warning says so.
+without it only sidecars are used (``tag_library`` says so once).
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ def embedded_lyrics(path: str, warnings: list[str]) -> tuple[list[tuple[str, Lyr
     """(timed sources, untimed sources) found in the file's tags, each a list of (source, Lyrics)."""
     try:
         import mutagen
-    except ImportError:
-        warnings.append('embedded lyrics not read: mutagen is missing (pip install "mersdk[tag]")')
+    except ImportError:  # said once per run by the runner, not on every row
         return [], []
     try:
         f = mutagen.File(path)

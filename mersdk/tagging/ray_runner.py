@@ -34,7 +34,8 @@ import sys
 import time
 from typing import Any, Callable, Iterable
 
-from .runner import TagSummary, predict_rows, prepare_track, tag_row_file
+from ..errors import MersdkError
+from .runner import TagSummary, check_extras, predict_rows, prepare_track, tag_row_file
 from .store import COLUMNS, ParquetStore, open_store
 from .walk import FoundFile, walk_audio
 
@@ -101,11 +102,15 @@ def tag_with_ray(
     initialised (``ray.init`` called by the caller), that session is used and left running.
     concurrency: Recognizer actors (default: one per GPU, else total CPUs / cpus_per_actor).
     use_gpus: None = when the cluster has GPUs. See the module docstring for cluster setup."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise MersdkError('running on Ray needs the ray extra: pip install "mersdk[ray]"') from None
 
     from ..checkpoint import read_checkpoint
 
     echo = echo or (lambda s: print(s, file=sys.stderr))
+    check_extras(write_tags, echo)
     started_here = False
     if not ray.is_initialized():
         ray.init(address=address, **(ray_init_kwargs or {}))

@@ -156,6 +156,16 @@ def tag_row_file(row: dict[str, Any], model_hash: str, *, dry_run: bool, echo: C
     return True
 
 
+def check_extras(write_tags: bool, echo: Callable[[str], None]) -> None:
+    """Fail before any work when ``write_tags`` cannot work; say once what a missing extra costs."""
+    import importlib.util
+
+    if importlib.util.find_spec("mutagen") is None:
+        if write_tags:
+            raise MersdkError('--write-tags needs mutagen: pip install "mersdk[tag]"')
+        echo('mersdk tag: mutagen is not installed, so lyrics embedded in tags are not read (pip install "mersdk[tag]")')
+
+
 def _count_in_background(paths: list[str], bar) -> threading.Thread:
     """Count the files in a second streaming walk so the progress bar can show an ETA early."""
 
@@ -204,6 +214,7 @@ def tag_library(
         raise ValueError("workers and batch_size must be >= 1")
     echo = echo or (lambda s: print(s, file=sys.stderr))
     paths = [os.fspath(p) for p in paths]
+    check_extras(write_tags, echo)
     if recognizer is None and num_threads is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         num_threads = max(1, cores - workers)

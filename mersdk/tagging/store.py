@@ -19,6 +19,8 @@ import os
 import sqlite3
 from typing import Any, Iterator
 
+from ..errors import MersdkError
+
 COLUMNS = (
     "path", "sha256", "size_bytes", "model_hash", "label", "probabilities", "valence", "arousal",
     "fusion_weight", "lyrics_used", "lyrics_source", "duration_s", "error", "warning", "processed_at",
@@ -186,7 +188,10 @@ class ParquetStore(ResultStore):
     """Rows are buffered and written as row groups of ``row_group_size``; readable once closed."""
 
     def __init__(self, path: str, row_group_size: int = 1024):
-        import pyarrow as pa  # noqa: F401 - fail early with a clear ImportError
+        try:
+            import pyarrow  # noqa: F401 - fail early, before any work is done
+        except ImportError:
+            raise MersdkError('Parquet output needs pyarrow: pip install "mersdk[ray]" (or pyarrow)') from None
 
         self.path, self.row_group_size = path, row_group_size
         self.pending: list[dict[str, Any]] = []
