@@ -9,6 +9,7 @@ from mersdk.tagging import tag_library
 from mersdk.tagging.store import open_store
 from mersdk.tagging.write_tags import write_mood_tags
 
+from conftest import DATA, needs_data
 from tagging_helpers import HAVE_AV, SOUNDFILE_CONTAINERS, decoded, needs_mutagen, permissions_enforced, write_clip
 
 pytestmark = needs_mutagen
@@ -111,3 +112,26 @@ def test_write_tags_run_dry_run_and_read_only(tmp_path, recognizer, capsys):
     # read-only one is retried
     again = tag_library([lib], out, recognizer=recognizer, progress=False, write_tags=True)
     assert (again.skipped, again.tags_written) == (2, 1)
+
+
+@needs_data
+@pytest.mark.data
+def test_real_clips_tagged_in_place(tmp_path, recognizer):
+    """Copies of two real Ogg Opus clips (and one's lyrics) in tmp_path: tagged, audio unchanged."""
+    import shutil
+
+    src = DATA / "mirex_mm"
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for clip_id in ("001", "003"):
+        shutil.copy(src / "audio" / f"{clip_id}.opus", lib)
+    shutil.copy(src / "lyrics" / "003.txt", lib)
+    before = {f.name: decoded(f) for f in lib.glob("*.opus")}
+    s = tag_library([lib], tmp_path / "o.sqlite", recognizer=recognizer, progress=False, write_tags=True)
+    assert (s.predicted, s.tags_written) == (2, 2)
+    with open_store(str(tmp_path / "o.sqlite")) as store:
+        rows = {os.path.basename(r["path"]): r for r in store.rows()}
+    assert rows["003.opus"]["lyrics_source"] == "sidecar:txt" and rows["001.opus"]["lyrics_used"] is False
+    for name, samples in before.items():
+        assert decoded(lib / name).tobytes() == samples.tobytes()
+        assert _read_back(lib / name)["mood"] == rows[name]["label"]
