@@ -2,7 +2,9 @@
 
 Accepted sources: a path (str or os.PathLike), a binary file object, ``bytes``, or a NumPy array
 with ``sample_rate=`` given. Files are decoded by libsndfile through ``soundfile`` (WAV, FLAC,
-OGG/Vorbis/Opus, MP3, AIFF, ...); resampling uses ``soxr``.
+OGG/Vorbis/Opus, MP3, AIFF, ...); resampling uses ``soxr``. Containers libsndfile cannot open
+(AAC/M4A, ALAC, WMA, ...) are decoded by PyAV (its wheel bundles FFmpeg) when the optional extra
+``mersdk[decoders]`` is installed; without it they raise ``AudioDecodeError`` naming the extra.
 
 Arrays: float32/float64 are taken as is (nominal range [-1, 1]); int16, int32 and uint8 PCM are
 scaled to [-1, 1]. Shape (n,) is mono; (n, channels) is soundfile's layout; (channels, n) with at
@@ -151,6 +153,10 @@ def load_array(a: np.ndarray, sample_rate, target_rate: int, name: str = "array"
     return _finish(_to_mono(_pcm_to_float(a)), sr, target_rate, name)
 
 
+class _NotForLibsndfile(AudioDecodeError):
+    """libsndfile refused to open the source: the one case where PyAV may still decode it."""
+
+
 def _open_checked(source):
     """Validate a path / bytes / file object and open it with soundfile; returns (SoundFile, name)."""
     import soundfile as sf
@@ -171,7 +177,7 @@ def _open_checked(source):
     try:
         return sf.SoundFile(source), name
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioDecodeError(f"{name}: not a readable audio file ({e})") from None
+        raise _NotForLibsndfile(f"{name}: not a readable audio file ({e})") from None
     except OSError as e:
         raise AudioDecodeError(f"{name}: cannot open ({e})") from None
 
@@ -236,12 +242,84 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
 def load_file(source, target_rate: int, max_duration_s: float | None = None) -> Audio:
     """Decode a path, file object or bytes block by block, mix down and resample as a stream."""
     info = StreamInfo(describe(source))
-    blocks = list(stream_file(source, target_rate, max_duration_s, info))
+    try:
+        blocks = list(stream_file(source, target_rate, max_duration_s, info))
+    except _NotForLibsndfile as e:
+        return _load_with_pyav(source, target_rate, max_duration_s, refused=e)
     if info.frames_in / info.source_sample_rate < MIN_DURATION_S:
         raise AudioTooShortError(
             f"{info.name}: {info.frames_in / info.source_sample_rate:.3f} s of audio; the minimum is {MIN_DURATION_S} s"
         )
     y = np.concatenate(blocks) if len(blocks) != 1 else blocks[0]
+    return Audio(samples=np.ascontiguousarray(y, np.float32), sample_rate=target_rate,
+                 source_sample_rate=info.source_sample_rate, peak=float(info.peak), rms=info.rms)
+
+
+PYAV_EXTRA_HINT = 'AAC/M4A, ALAC and WMA need the decoders extra: pip install "mersdk[decoders]"'
+
+
+def _load_with_pyav(source, target_rate: int, max_duration_s: float | None, refused: AudioDecodeError) -> Audio:
+    """Fallback for what libsndfile cannot open: decode with PyAV (FFmpeg) in blocks, mix to mono,
+    resample with soxr as a stream; the same checks and errors as ``stream_file``/``load_file``."""
+    try:
+        import av
+    except ImportError:
+        raise AudioDecodeError(f"{refused}; {PYAV_EXTRA_HINT}") from None
+    import soxr
+
+    name = describe(source)
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    elif isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    elif hasattr(source, "seek"):
+        source.seek(0)  # libsndfile may have read part of it before refusing
+    info = StreamInfo(name)
+    blocks: list[np.ndarray] = []
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(f"{name}: the container has no audio stream")
+            stream = container.streams.audio[0]
+            if stream.codec_context is None or stream.codec_context.name in ("", "none"):
+                raise AudioDecodeError(f"{name}: no decoder for this stream (protected or unknown codec)")
+            # a FairPlay-protected iTunes track keeps its real codec behind the sample entry 'drms'
+            if stream.codec_context.codec_tag in ("drms", "drmi", "enca", "p608"):
+                raise AudioDecodeError(f"{name}: the audio is DRM-protected ({stream.codec_context.codec_tag}); it cannot be decoded")
+            sr = _check_rate(stream.codec_context.sample_rate or stream.rate)
+            info.source_sample_rate = sr
+            if max_duration_s is not None and stream.duration and stream.time_base:
+                if float(stream.duration * stream.time_base) > max_duration_s:
+                    raise AudioTooLongError(f"{name}: longer than max_duration_s={max_duration_s:.0f} s")
+            # planar float keeps every channel; mixing to mono here (a mean, like soundfile's path)
+            # rather than in FFmpeg keeps both decoders' downmix identical
+            to_float = av.AudioResampler(format="fltp")
+            stream_rs = None if sr == target_rate else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ")
+            for frame in container.decode(stream):
+                for f in to_float.resample(frame):
+                    a = f.to_ndarray()
+                    mono = np.ascontiguousarray(a.mean(axis=0, dtype=np.float32) if a.shape[0] > 1 else a[0])
+                    p, r, bad = _stats(mono)
+                    if bad:
+                        raise InvalidAudioError(f"{name}: {bad} decoded samples are NaN or Inf")
+                    info.peak, info.sumsq = max(info.peak, p), info.sumsq + r * r * mono.size
+                    info.frames_in += mono.size
+                    if max_duration_s is not None and info.frames_in / sr > max_duration_s:
+                        raise AudioTooLongError(f"{name}: longer than max_duration_s={max_duration_s:.0f} s")
+                    out = stream_rs.resample_chunk(mono) if stream_rs else mono
+                    if out.size:
+                        blocks.append(np.asarray(out, np.float32))
+            if stream_rs:
+                blocks.append(np.asarray(stream_rs.resample_chunk(np.zeros(0, np.float32), last=True), np.float32))
+    except av.error.FFmpegError as e:
+        raise AudioDecodeError(f"{refused}; FFmpeg (PyAV) could not decode it either ({e})") from None
+    if info.frames_in == 0:
+        raise AudioDecodeError(f"{name}: contains no audio frames (empty or truncated file)")
+    if info.frames_in / info.source_sample_rate < MIN_DURATION_S:
+        raise AudioTooShortError(
+            f"{name}: {info.frames_in / info.source_sample_rate:.3f} s of audio; the minimum is {MIN_DURATION_S} s"
+        )
+    y = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     return Audio(samples=np.ascontiguousarray(y, np.float32), sample_rate=target_rate,
                  source_sample_rate=info.source_sample_rate, peak=float(info.peak), rms=info.rms)
 

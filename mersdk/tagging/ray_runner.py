@@ -1,0 +1,164 @@
+"""``tag_with_ray``: the ``mersdk tag`` job on Ray Data, from one laptop to a cluster.
+
+The driver walks the folders (streaming) into a list of paths, which becomes a Ray dataset;
+``map_batches`` runs an actor pool of ``_TagActor``s, each holding one ``Recognizer``: an actor
+hashes, decodes (a small thread pool), finds lyrics and predicts a batch of files with the very
+functions the single-machine runner uses (``prepare_track``, ``predict_rows``), so both give the
+same rows. Rows stream back to the driver, which writes them to the store (SQLite/JSONL/CSV as
+they arrive, or Parquet) and skips files already done by the same model (same path and SHA-256).
+When the cluster has GPUs each actor takes one (``num_gpus=1``, ``device="cuda"``).
+
+Running on a real cluster:
+
+1. Every node needs the same environment: ``pip install "mersdk[ray,tag,decoders]"`` (same mersdk
+   version and model) on each node, or pass ``runtime_env={"pip": [...]}`` via ``ray_init_kwargs``.
+2. Every node must see the music at the same path (NFS, a shared mount, or the same copy on
+   every node): workers open the paths the driver found. With ``write_tags=True`` the workers write
+   the tags, so the mount must be writable.
+3. Start the cluster (``ray start --head`` on one node, ``ray start --address=HEAD:6379`` on the
+   others, or KubeRay / ``ray up``), then on the head node or any machine that can reach it::
+
+       mersdk tag /mnt/music --out library.sqlite --ray auto            # on a cluster node
+       mersdk tag /mnt/music --out library.sqlite --ray ray://HEAD:10001  # Ray Client from outside
+       RAY_ADDRESS=auto mersdk tag /mnt/music --out library.sqlite --ray
+
+   or from Python: ``tag_with_ray(["/mnt/music"], "library.sqlite", address="auto")``.
+4. The output file is written by the driver, so it lands on the machine running the command.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import sys
+import time
+from typing import Any, Callable, Iterable
+
+from ..errors import MersdkError
+from .runner import TagSummary, check_extras, predict_rows, prepare_track, tag_row_file
+from .store import COLUMNS, ParquetStore, open_store
+from .walk import FoundFile, walk_audio
+
+_SKIPPED = "_skipped"
+
+
+class _TagActor:
+    """One Recognizer per actor; ``__call__`` turns a batch of paths into a batch of rows."""
+
+    def __init__(self, model, device: str, num_threads: int | None, decode_threads: int,
+                 done: frozenset, write_tags: bool):
+        from ..recognizer import Recognizer
+
+        self.rec = Recognizer(model=model, device=device, num_threads=num_threads)
+        self.done, self.write_tags = done, write_tags
+        self.pool = cf.ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="mersdk-decode")
+
+    def __call__(self, batch: dict[str, Any]):
+        import pyarrow as pa
+
+        rec, model_hash = self.rec, self.rec.checkpoint.model_hash
+        found = [FoundFile(str(p), str(k)) for p, k in zip(batch["path"], batch["kind"])]
+        prepared = list(self.pool.map(lambda f: prepare_track(
+            f, sample_rate=rec.config.frontend.sample_rate, model_hash=model_hash,
+            max_duration_s=rec.max_duration_s, done=self.done), found))
+        rows, tracks = [], []
+        for f, p in zip(found, prepared):
+            if p is None:
+                rows.append({"path": f.path, "model_hash": model_hash, _SKIPPED: True})
+            elif isinstance(p, dict):
+                rows.append(p)
+            else:
+                tracks.append(p)
+        for row in predict_rows(rec, tracks):
+            if self.write_tags:
+                tag_row_file(row, model_hash, dry_run=False, echo=lambda s: None)
+            rows.append(row)
+        schema = ParquetStore.schema().append(pa.field(_SKIPPED, pa.bool_()))
+        return pa.Table.from_pylist([{**{c: r.get(c) for c in COLUMNS}, _SKIPPED: bool(r.get(_SKIPPED))} for r in rows],
+                                    schema=schema)
+
+
+def tag_with_ray(
+    paths: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    address: str | None = None,
+    fmt: str | None = None,
+    model: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    concurrency: int | None = None,
+    cpus_per_actor: float = 2,
+    decode_threads: int = 2,
+    use_gpus: bool | None = None,
+    write_tags: bool = False,
+    dry_run: bool = False,
+    ray_init_kwargs: dict | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> TagSummary:
+    """Run the tagging job on Ray Data; returns the same ``TagSummary`` as ``tag_library``.
+
+    address: None joins ``RAY_ADDRESS`` if set, else starts a local Ray; "auto" joins the cluster
+    this machine belongs to; "ray://HEAD:10001" connects with Ray Client. If Ray is already
+    initialised (``ray.init`` called by the caller), that session is used and left running.
+    concurrency: Recognizer actors (default: one per GPU, else total CPUs / cpus_per_actor).
+    use_gpus: None = when the cluster has GPUs. See the module docstring for cluster setup."""
+    try:
+        import ray
+    except ImportError:
+        raise MersdkError('running on Ray needs the ray extra: pip install "mersdk[ray]"') from None
+
+    from ..checkpoint import read_checkpoint
+
+    echo = echo or (lambda s: print(s, file=sys.stderr))
+    check_extras(write_tags, echo)
+    started_here = False
+    if not ray.is_initialized():
+        ray.init(address=address, **(ray_init_kwargs or {}))
+        started_here = True
+    t0 = time.perf_counter()
+    summary = TagSummary()
+    try:
+        model_hash = read_checkpoint(model).model_hash
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        use_gpus = gpus > 0 if use_gpus is None else use_gpus
+        if concurrency is None:
+            concurrency = gpus if use_gpus else max(1, int(resources.get("CPU", 1) // cpus_per_actor))
+        with open_store(os.fspath(out), fmt) as store:
+            done = frozenset(store.done_keys(model_hash))
+            items = [{"path": f.path, "kind": f.kind}
+                     for f in walk_audio(paths, on_problem=lambda p, m: summary.problems.append((p, m)) or echo(f"mersdk tag: {p}: {m}"))]
+            summary.found = len(items)
+            if items:
+                ds = ray.data.from_items(items)
+                ds = ds.map_batches(
+                    _TagActor,
+                    fn_constructor_kwargs={
+                        "model": os.fspath(model) if model is not None else None,
+                        "device": "cuda" if use_gpus else "cpu",
+                        "num_threads": None if use_gpus else max(1, int(cpus_per_actor)),
+                        "decode_threads": decode_threads, "done": done, "write_tags": write_tags and not dry_run,
+                    },
+                    batch_size=batch_size,
+                    compute=ray.data.ActorPoolStrategy(size=concurrency),
+                    num_gpus=1 if use_gpus else 0,
+                    num_cpus=cpus_per_actor,
+                )
+                for row in ds.iter_rows():
+                    row = dict(row)
+                    if row.pop(_SKIPPED):
+                        summary.skipped += 1
+                        continue
+                    if dry_run and write_tags:
+                        tag_row_file(row, model_hash, dry_run=True, echo=echo)
+                    store.write(row)
+                    if row["error"] is None:
+                        summary.predicted += 1
+                        summary.tags_written += bool(write_tags and not dry_run)
+                    else:
+                        summary.errors += 1
+    finally:
+        if started_here:
+            ray.shutdown()
+    summary.seconds = time.perf_counter() - t0
+    return summary
