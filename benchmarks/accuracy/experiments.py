@@ -8,6 +8,7 @@ unless a table says otherwise.
     python benchmarks/accuracy/experiments.py cross              # (3) cross-dataset binary V/A ROC-AUC
     python benchmarks/accuracy/experiments.py label              # (4) 30% labels: mean teacher vs supervised vs 100%
     python benchmarks/accuracy/experiments.py plots              # confusion matrices + metric-vs-SNR curves
+    python benchmarks/accuracy/experiments.py ship               # best-on-val model -> mersdk/models/default
 
 Options: --data DIR (default $MERSDK_DATA or ../shared/data), --cache cache, --runs runs.
 """
@@ -125,7 +126,7 @@ def cmd_clean(args):
     from mersdk.training.baselines import load_model
     from mersdk.training.evaluate import score
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     names = _available(args, MAIN_MODELS + ["gate_30pct_supervised", "gate_30pct_mean_teacher"])
     out, lines = {}, []
     head = ("| model | n | accuracy | macro-F1 | ROC-AUC | CCC valence | CCC arousal | ICC(3,1) mean |\n"
@@ -167,7 +168,7 @@ def cmd_noise(args):
     from mersdk.training.baselines import load_model
     from mersdk.training.evaluate import score
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     names = _available(args, MAIN_MODELS)
     models = {n: load_model(_ckpt(args, n)) for n in names}
     out = {}
@@ -218,7 +219,7 @@ def cmd_cross(args):
     from mersdk.training.evaluate import predict_mels
     from mersdk.training.metrics import binary_auc
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     cache = FeatureCache(args.cache)
     out, lines = {}, ["| trained on | tested on | n (V) | valence AUC (class map) | valence AUC (VA head) | "
                       "n (A) | arousal AUC (class map) | arousal AUC (VA head) |", "|---|---|---|---|---|---|---|---|"]
@@ -324,19 +325,59 @@ def cmd_plots(args):
             plt.close(fig)
 
 
+def cmd_ship(args):
+    """Copy the EmotionModel run with the best val score (both datasets) into the package."""
+    import dataclasses
+
+    import torch
+
+    from mersdk.checkpoint import DEFAULT_MODEL_DIR, save_checkpoint
+    from mersdk.training.baselines import load_model
+    from mersdk.training.evaluate import evaluate_checkpoint
+
+    torch.set_num_threads(1)
+    cands = {}
+    for name in ("gate", "sum", "transformer", "cnn"):
+        f = Path(args.runs) / name / "history.json"
+        if f.is_file():
+            cands[name] = json.loads(f.read_text())["best"]
+    name = max(cands, key=lambda n: cands[n]["val_selection"])
+    print("val selection scores:", {n: round(b["val_selection"], 4) for n, b in cands.items()}, "->", name)
+    model, kind, cfg, meta, _ = load_model(_ckpt(args, name))
+    hist = json.loads((Path(args.runs) / name / "summary.json").read_text())
+    model.cfg = dataclasses.replace(cfg, description=(
+        f"mersdk default model ({DESCRIPTION[name]}), trained on mirex_mm (audio+lyrics, 5 MIREX clusters) and "
+        "quadrants_4q (audio, Russell quadrants); valence/arousal are regressed on derived VA targets "
+        "(quadrant signs, Warriner lexicon values of mood adjectives), not listener ratings"))
+    meta = dict(meta) | {"trained": True, "run": name, "data": {
+        "mirex_mm": "Panda et al. 2013, 903 clips (764 with lyrics), fixed artist-disjoint split train/val/test",
+        "quadrants_4q": "Panda et al. 2018, 900 clips, fixed artist-disjoint split train/val/test"},
+        "val_selection_scores": {n: b["val_selection"] for n, b in cands.items()},
+        "training_cpu_s": hist["train_s_total"]}
+    save_checkpoint(model, DEFAULT_MODEL_DIR, meta)
+    meta["test"] = {}
+    for ds in DATASETS:
+        r = evaluate_checkpoint(DEFAULT_MODEL_DIR, args.data, ds, "test", threads=1)
+        meta["test"][ds] = {"n": r["n"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "roc_auc": r["roc_auc"],
+                            "va_mean_ccc": r["va"]["mean_ccc"], "va_targets": "derived"}
+    ck = save_checkpoint(model, DEFAULT_MODEL_DIR, meta)
+    size = ck.weights_path.stat().st_size
+    print(f"shipped {name} -> {ck.path} ({size / 1e6:.2f} MB, hash {ck.model_hash}); test: {meta['test']}")
+
+
 def main():
     from mersdk.training.data import default_data_dir
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["train", "clean", "noise", "cross", "label", "plots"])
+    ap.add_argument("command", choices=["train", "clean", "noise", "cross", "label", "plots", "ship"])
     ap.add_argument("names", nargs="*", help="runs to train (default: all, in order)")
     ap.add_argument("--data", default=str(default_data_dir()))
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--runs", default="runs")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
     {"train": cmd_train, "clean": cmd_clean, "noise": cmd_noise, "cross": cmd_cross, "label": cmd_label,
-     "plots": cmd_plots}[args.command](args)
+     "plots": cmd_plots, "ship": cmd_ship}[args.command](args)
 
 
 if __name__ == "__main__":

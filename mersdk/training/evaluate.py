@@ -144,7 +144,7 @@ def score(clips, pred, model_id="", extra=None) -> dict:
 
 
 def evaluate_checkpoint(checkpoint, data_dir, dataset, split="test", snr_db=None, noise="white", seed=0,
-                        lyrics=True, threads=2) -> dict:
+                        lyrics=True, threads=1) -> dict:
     from .baselines import load_model
 
     torch.set_num_threads(threads)
