@@ -18,7 +18,10 @@ def cmd_train(args) -> int:
     from .train import TrainOptions, train
 
     opts = TrainOptions.from_file(args.config) if args.config else TrainOptions()
-    overrides = {k: getattr(args, k) for k in ("epochs", "seed", "label_fraction") if getattr(args, k) is not None}
+    if not args.out:
+        raise SystemExit("mersdk train: --out RUN_FOLDER is required (e.g. runs/gate)")
+    overrides = {k: getattr(args, k) for k in ("preset", "epochs", "seed", "label_fraction", "semi_supervised")
+                 if getattr(args, k) is not None}
     if args.datasets:
         overrides["datasets"] = tuple(args.datasets)
     opts = opts.replace(**overrides)
@@ -44,6 +47,9 @@ def register(sub) -> None:
     p.add_argument("--out", help="run folder (train) or cache folder (train cache)")
     p.add_argument("--config", help="JSON file of TrainOptions (model config under 'model')")
     p.add_argument("--datasets", nargs="+", choices=["mirex_mm", "quadrants_4q"])
+    p.add_argument("--preset", choices=["gate", "sum", "transformer", "cnn", "crnn", "lyrics"],
+                   help="model: ours with gate/sum fusion or a baseline (see train.MODEL_PRESETS)")
+    p.add_argument("--semi-supervised", dest="semi_supervised", choices=["none", "mean_teacher"])
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--label-fraction", dest="label_fraction", type=float)
