@@ -121,70 +121,92 @@ def _row(res):
 
 
 def cmd_clean(args):
+    """Per model part files (results/clean_parts/<name>.json); the table is built from all parts."""
     import torch
 
     from mersdk.training.baselines import load_model
     from mersdk.training.evaluate import score
 
     torch.set_num_threads(1)
-    names = _available(args, MAIN_MODELS + ["gate_30pct_supervised", "gate_30pct_mean_teacher"])
-    out, lines = {}, []
-    head = ("| model | n | accuracy | macro-F1 | ROC-AUC | CCC valence | CCC arousal | ICC(3,1) mean |\n"
-            "|---|---|---|---|---|---|---|---|")
-    for ds in DATASETS:
+    parts = RESULTS / "clean_parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    every = MAIN_MODELS + ["gate_30pct_supervised", "gate_30pct_mean_teacher"]
+    todo = [n for n in (args.names or _available(args, every)) if not (parts / f"{n}.json").is_file()]
+    found = {n: {} for n in todo}
+    for ds in DATASETS if todo else ():
         sp = Split(args.data, ds)
         with_lyr = np.array([i for i, e in enumerate(sp.embs) if e is not None])
-        lines += [f"\n### {ds} (test split, n={len(sp.clips)}; {len(with_lyr)} with lyrics)\n", head]
-        for name in names:
+        for name in todo:
             model, kind, cfg, meta, mid = load_model(_ckpt(args, name))
             if ds not in meta.get("datasets", DATASETS):
                 continue
             pred = _predict(model, cfg, sp)
             if kind == "lyrics":
                 clips, p = _subset(sp, pred, with_lyr)
-                res = score(clips, p, mid, {"subset": "clips with lyrics"})
-                label = f"{name}: {DESCRIPTION[name]} (clips with lyrics only)"
+                found[name][f"{ds}/{name}"] = score(clips, p, mid, {"subset": "clips with lyrics"})
             else:
-                res = score(sp.clips, pred, mid, {"subset": "all clips"})
-                label = f"{name}: {DESCRIPTION.get(name, name)}"
-            out[f"{ds}/{name}"] = res
-            lines.append(f"| {label} " + _row(res))
+                found[name][f"{ds}/{name}"] = score(sp.clips, pred, mid, {"subset": "all clips"})
             if kind == "emotion" and cfg.fusion != "none" and ds == "mirex_mm":
-                r2 = score(sp.clips, _predict(model, cfg, sp, no_lyrics=True), mid, {"subset": "lyrics withheld"})
-                out[f"{ds}/{name}/no_lyrics"] = r2
-                lines.append(f"| {name} with lyrics withheld at test " + _row(r2))
+                found[name][f"{ds}/{name}/no_lyrics"] = score(
+                    sp.clips, _predict(model, cfg, sp, no_lyrics=True), mid, {"subset": "lyrics withheld at test"})
                 clips, p = _subset(sp, pred, with_lyr)
-                r3 = score(clips, p, mid, {"subset": "clips with lyrics"})
-                out[f"{ds}/{name}/with_lyrics_subset"] = r3
-                lines.append(f"| {name} on clips with lyrics only " + _row(r3))
+                found[name][f"{ds}/{name}/with_lyrics_subset"] = score(clips, p, mid, {"subset": "clips with lyrics"})
+    for name in todo:
+        (parts / f"{name}.json").write_text(json.dumps(found[name], indent=1) + "\n")
+    out = {}
+    for f in sorted(parts.glob("*.json")):
+        out.update(json.loads(f.read_text()))
+    head = ("| model | n | accuracy | macro-F1 | ROC-AUC | CCC valence | CCC arousal | ICC(3,1) mean |\n"
+            "|---|---|---|---|---|---|---|---|")
+    lines = []
+    for ds in DATASETS:
+        n_all = len(load_clips_n(args, ds))
+        lines += [f"\n### {ds} (test split, n={n_all})\n", head]
+        for name in every:
+            for key, label in ((f"{ds}/{name}", f"{name}: {DESCRIPTION.get(name, name)}"),
+                               (f"{ds}/{name}/no_lyrics", f"{name}, lyrics withheld at test"),
+                               (f"{ds}/{name}/with_lyrics_subset", f"{name}, only clips with lyrics")):
+                if key in out:
+                    r = out[key]
+                    sub = " (clips with lyrics)" if r.get("subset") == "clips with lyrics" and "/" not in key[len(ds) + 1:] else ""
+                    lines.append(f"| {label}{sub} " + _row(r))
     md = ("VA columns: agreement with the *derived VA targets* (quadrant signs; Warriner lexicon values of the "
           "mood adjective), not listener ratings.\n" + "\n".join(lines))
     _save("clean_test", out, md)
 
 
 def cmd_noise(args):
+    """Per model part files (results/noise_parts/<name>.json) so models can be added later."""
     import torch
 
     from mersdk.training.baselines import load_model
     from mersdk.training.evaluate import score
 
     torch.set_num_threads(1)
-    names = _available(args, MAIN_MODELS)
-    models = {n: load_model(_ckpt(args, n)) for n in names}
-    out = {}
-    for ds in DATASETS:
+    parts = RESULTS / "noise_parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    todo = [n for n in (args.names or _available(args, MAIN_MODELS)) if n != "lyrics" and not (parts / f"{n}.json").is_file()]
+    models = {n: load_model(_ckpt(args, n)) for n in todo}
+    out = {n: {} for n in todo}
+    for ds in DATASETS if todo else ():
         sp = Split(args.data, ds)
         for kind in NOISES:
             for snr in SNRS:
                 t0 = time.time()
                 mw = sp.noisy(kind, snr)
                 for name, (model, mkind, cfg, meta, mid) in models.items():
-                    if ds not in meta.get("datasets", DATASETS) or mkind == "lyrics":
+                    if ds not in meta.get("datasets", DATASETS):
                         continue
                     res = score(sp.clips, _predict(model, cfg, sp, mels=mw), mid)
-                    out[f"{ds}/{kind}/{snr}/{name}"] = {k: res[k] for k in ("accuracy", "macro_f1", "roc_auc", "n")} | {
+                    out[name][f"{ds}/{kind}/{snr}/{name}"] = {k: res[k] for k in ("accuracy", "macro_f1", "roc_auc", "n")} | {
                         "va_mean_ccc": res["va"]["mean_ccc"]}
                 print(f"{ds} {kind} {snr} dB: {time.time() - t0:.0f}s", file=sys.stderr)
+    for name in todo:
+        (parts / f"{name}.json").write_text(json.dumps(out[name], indent=1) + "\n")
+    out = {}
+    for f in sorted(parts.glob("*.json")):
+        out.update(json.loads(f.read_text()))
+    names = [n for n in MAIN_MODELS if (parts / f"{n}.json").is_file()]
     clean = json.loads((RESULTS / "clean_test.json").read_text()) if (RESULTS / "clean_test.json").is_file() else {}
     lines = []
     for ds in DATASETS:
