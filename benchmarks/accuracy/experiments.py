@@ -304,9 +304,12 @@ def cmd_plots(args):
     import matplotlib.pyplot as plt
 
     PLOTS.mkdir(exist_ok=True)
+    from mersdk.checkpoint import read_checkpoint
+
     clean = json.loads((RESULTS / "clean_test.json").read_text())
+    shipped = read_checkpoint(None).metadata.get("run", "gate")  # the run the bundled model came from
     for ds in DATASETS:
-        r = clean.get(f"{ds}/gate")
+        r = clean.get(f"{ds}/{shipped}")
         if not r:
             continue
         cm = np.array(r["confusion_matrix"])
@@ -319,7 +322,7 @@ def cmd_plots(args):
                 ax.text(j, i, cm[i, j], ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"default model, {ds} test (n={r['n']})\nacc {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}")
+        ax.set_title(f"default model ({shipped}), {ds} test (n={r['n']})\nacc {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}")
         fig.tight_layout()
         fig.savefig(PLOTS / f"confusion_{ds}.png", dpi=110)
         plt.close(fig)
