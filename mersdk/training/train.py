@@ -240,7 +240,10 @@ def evaluate_cached(model, clips_by_ds, cache: FeatureCache, cfg: ModelConfig):
     return res
 
 
-def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=print) -> dict:
+def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=print,
+          stop_after_epoch: int | None = None) -> dict:
+    """Train (or resume) a run; returns the best-on-val record. ``stop_after_epoch`` ends this call
+    early after that epoch, as a kill would (used to test that resuming gives the same run)."""
     torch.set_num_threads(opts.threads)
     torch.use_deterministic_algorithms(True)
     out = Path(out_dir)
@@ -365,4 +368,6 @@ def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=pri
         log(f"epoch {epoch:2d} loss {row['train_loss']:.3f} " + " ".join(
             f"{ds}: acc {v['accuracy']:.3f} F1 {v['macro_f1']:.3f} CCC {v['va']['mean_ccc']:.3f}" for ds, v in val.items())
             + f" ({train_s:.0f}s){' *' if improved else ''}")
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
     return best
