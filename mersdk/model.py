@@ -192,7 +192,8 @@ class EmotionModel(nn.Module):
         pooled = torch.cat([(w.unsqueeze(-1) * a).sum(1), (a * m.unsqueeze(-1)).sum(1) / n_valid], dim=-1)
         out = {t: head(pooled) for t, head in self.heads.items()}
         out["va"] = torch.tanh(self.va_head(pooled))
-        gate = torch.stack(gates, 0).mean(0)  # (B, Ta)
+        # (B, Ta); with n_layers=0 (plain CNN, no blocks) there is no fusion: the gate is zero
+        gate = torch.stack(gates, 0).mean(0) if gates else a.new_zeros(a.shape[:2])
         out["gate"] = (gate * m).sum(1) / n_valid.squeeze(1)
         out["embedding"] = pooled
         return out

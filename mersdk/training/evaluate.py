@@ -1,0 +1,181 @@
+"""Evaluation harness: whole clips through the Recognizer's windowing, optional noise, metrics.
+
+``evaluate_checkpoint`` decodes the split's audio exactly like ``Recognizer`` (``load_audio`` at the
+model's rate, ``window_bounds`` windows, ``log_mel_batch``, probabilities averaged over windows and
+renormalised), encodes lyrics with the same frozen text encoder, and scores the dataset's own task
+(cluster on mirex_mm, quadrant on quadrants_4q) plus VA agreement with the derived VA targets.
+The benchmark scripts call ``load_split`` once and ``predict_waves`` per model and condition.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+
+from ..features import log_mel_batch
+from ..recognizer import window_bounds
+from ..text_encoder import pad_embeddings
+from .data import TASK_OF_DATASET, labels_of, load_clips
+from .metrics import classification_metrics, va_metrics
+from .noise import clip_rng, make_noise, mix_at_snr
+
+
+def _decode(args):
+    from ..audio import load_audio
+
+    path, sr = args
+    return load_audio(path, sr).samples
+
+
+def load_split(data_dir, dataset, split, sample_rate=16000, workers=2):
+    """(clips, waveforms float32 at sample_rate, lyrics texts or None)."""
+    from ..lyrics import load_lyrics
+
+    clips = [c for c in load_clips(data_dir, dataset) if c.split == split]
+    jobs = [(str(c.audio_path), sample_rate) for c in clips]
+    if workers > 1 and len(jobs) > 8:
+        with ProcessPoolExecutor(workers) as pool:
+            waves = list(pool.map(_decode, jobs, chunksize=4))
+    else:
+        waves = [_decode(j) for j in jobs]
+    texts = []
+    for c in clips:
+        ly = load_lyrics(c.lyrics_path) if c.lyrics_path else None
+        texts.append(ly.text if ly else None)
+    return clips, waves, texts
+
+
+def encode_texts(texts, text_cfg):
+    """Lyric texts -> per clip (Tl, hidden) float32 or None, exactly as the torch backend does."""
+    from ..text_encoder import TextEncoder
+
+    if not any(texts):
+        return [None] * len(texts)
+    enc = TextEncoder(text_cfg)
+    out = []
+    for t in texts:  # one at a time: the padded batch would only cost memory
+        if not t:
+            out.append(None)
+            continue
+        emb, mask = enc.encode([t])
+        n = int(mask[0].sum())
+        out.append(emb[0, :n].numpy() if n else None)
+    return out
+
+
+def noisy_copies(clips, waves, kind, snr_db, seed=0):
+    """Every waveform mixed with its own seeded noise at snr_db; music = another clip of the set."""
+    out = []
+    for i, (c, w) in enumerate(zip(clips, waves)):
+        rng = clip_rng(seed, c.dataset, c.id, kind)
+        pool = [waves[j] for j in range(len(waves)) if clips[j].artist != c.artist] if kind == "music" else None
+        out.append(mix_at_snr(w, make_noise(kind, len(w), rng, pool), snr_db))
+    return out
+
+
+@torch.inference_mode()
+def predict_mels(model, mels, lyr_embs, hidden, batch_size=16):
+    """Log-mels (one per window) + lyric embeddings -> per-window softmax probs per task, va, gate."""
+    order = np.argsort([m.shape[1] for m in mels])
+    res: dict[str, list] = {}
+    idx_out = []
+    for b0 in range(0, len(order), batch_size):
+        idx = order[b0 : b0 + batch_size]
+        lengths = np.array([mels[i].shape[1] for i in idx], np.int64)
+        x = np.zeros((len(idx), mels[idx[0]].shape[0], lengths.max()), np.float32)
+        for j, i in enumerate(idx):
+            x[j, :, : lengths[j]] = mels[i]
+        emb, mask = pad_embeddings([lyr_embs[i] for i in idx], hidden)
+        out = model(torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(emb), torch.from_numpy(mask))
+        for t in model.cfg.tasks:
+            res.setdefault(t.name, []).append(torch.softmax(out[t.name].float(), -1).numpy())
+        res.setdefault("va", []).append(out["va"].float().numpy())
+        res.setdefault("gate", []).append(out["gate"].float().numpy())
+        idx_out.append(idx)
+    inv = np.argsort(np.concatenate(idx_out))
+    return {k: np.concatenate(v)[inv] for k, v in res.items()}
+
+
+def window_mels(waves, cfg):
+    """Log-mels of the Recognizer's windows of every clip, and the clip index of each window."""
+    win_of, mels = [], []
+    for i, w in enumerate(waves):
+        for s, e in window_bounds(len(w), cfg.frontend.sample_rate, cfg.window_s, cfg.hop_s):
+            mel, _ = log_mel_batch([w[s:e]], cfg.frontend)
+            mels.append(mel[0])
+            win_of.append(i)
+    return mels, np.array(win_of)
+
+
+def predict_windows(model, cfg, mels, win_of, lyr_embs, batch_size=16):
+    """Per-window outputs averaged per clip like the Recognizer: probabilities renormalised."""
+    per_win = predict_mels(model, mels, [lyr_embs[i] for i in win_of], cfg.text_encoder.hidden_size, batch_size)
+    n = len(lyr_embs)
+    out = {}
+    for k, v in per_win.items():
+        agg = np.stack([v[win_of == i].mean(0, dtype=np.float64) for i in range(n)])
+        if k not in ("va", "gate"):
+            agg = agg / agg.sum(1, keepdims=True)
+        out[k] = agg
+    return out
+
+
+def predict_waves(model, cfg, waves, lyr_embs, batch_size=16):
+    """Whole clips -> per clip probs per task (averaged over the Recognizer's windows), va, gate."""
+    mels, win_of = window_mels(waves, cfg)
+    return predict_windows(model, cfg, mels, win_of, lyr_embs, batch_size)
+
+
+def score(clips, pred, model_id="", extra=None) -> dict:
+    """The metrics dict for one dataset (its own task) + VA vs derived VA targets."""
+    task = clips[0].task
+    y = np.array([c.label for c in clips])
+    res = classification_metrics(y, pred[task], len(labels_of(task)))
+    res["model"] = model_id
+    res["task"] = task
+    res["labels"] = list(labels_of(task))
+    res["va"] = va_metrics(pred["va"], np.array([c.va for c in clips]))
+    res["va"]["targets"] = "derived VA targets (quadrant signs / Warriner lexicon of the mood adjective), not listener ratings"
+    res["mean_fusion_gate"] = float(np.mean(pred["gate"]))
+    res.update(extra or {})
+    return res
+
+
+def evaluate_checkpoint(checkpoint, data_dir, dataset, split="test", snr_db=None, noise="white", seed=0,
+                        lyrics=True, threads=1) -> dict:
+    from .baselines import load_model
+
+    torch.set_num_threads(threads)
+    model, kind, cfg, meta, model_id = load_model(checkpoint)
+    clips, waves, texts = load_split(data_dir, dataset, split, cfg.frontend.sample_rate)
+    if kind == "lyrics":  # a lyrics-only model is scored only where lyrics exist
+        keep = [i for i, t in enumerate(texts) if t]
+        clips, waves, texts = [clips[i] for i in keep], [waves[i] for i in keep], [texts[i] for i in keep]
+    if not lyrics:
+        texts = [None] * len(texts)
+    if snr_db is not None:
+        waves = noisy_copies(clips, waves, noise, snr_db, seed)
+    embs = encode_texts(texts, cfg.text_encoder)
+    pred = predict_waves(model, cfg, waves, embs)
+    return score(clips, pred, model_id, {
+        "dataset": dataset, "split": split, "kind": kind, "task_of_dataset": TASK_OF_DATASET[dataset],
+        "snr_db": snr_db, "noise": noise if snr_db is not None else None, "noise_seed": seed if snr_db is not None else None,
+        "n_with_lyrics": int(sum(e is not None for e in embs)),
+        "subset": "clips with lyrics" if kind == "lyrics" else "all clips",
+    })
+
+
+def format_report(res: dict) -> str:
+    lines = [f"{res['dataset']} / {res['split']} ({res['subset']}), n={res['n']}, model {res['model']} ({res['kind']})"]
+    if res.get("snr_db") is not None:
+        lines.append(f"noise: {res['noise']} at {res['snr_db']:g} dB SNR (seed {res['noise_seed']})")
+    lines.append(f"accuracy {res['accuracy']:.3f}  macro-F1 {res['macro_f1']:.3f}  ROC-AUC {res['roc_auc']:.3f}")
+    va = res["va"]
+    for dim in ("valence", "arousal"):
+        m = va[dim]
+        lines.append(f"{dim:8s} CCC {m['ccc']:.3f}  r {m['pearson']:.3f}  ICC(3,1) {m['icc_3_1']:.3f}  (derived VA targets)")
+    lines.append("confusion matrix (rows true, cols predicted): " + ", ".join(res["labels"]))
+    lines += ["  " + " ".join(f"{x:4d}" for x in row) for row in res["confusion_matrix"]]
+    return "\n".join(lines)
