@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import ops
 from .config import ModelConfig
 
 
@@ -55,7 +56,9 @@ class MultiHeadAttention(nn.Module):
         h = self.n_heads
         q = self.q(x).view(B, Tq, h, d // h).transpose(1, 2)
         k, v = self.kv(context).view(B, Tk, 2, h, d // h).permute(2, 0, 3, 1, 4)
-        y = masked_attention(q, k, v, key_mask)
+        # the compiled kernel where one applies (inference on a supported device), else the
+        # reference below: ops decides, and says why (ops.attention_kernel_for)
+        y = ops.cross_attention(q, k, v, key_mask)
         y = y.transpose(1, 2).reshape(B, Tq, d)
         return F.dropout(self.out(y), self.dropout, self.training)
 

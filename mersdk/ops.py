@@ -2,7 +2,12 @@
 references as fallback. This is the one place that decides whether a compiled kernel (``mersdk._C``)
 runs: it does when the extension is present, was built for the input's device, and supports the
 dtype/shape; otherwise the reference runs (``mersdk.features.log_mel_batch``,
-``mersdk.model.masked_attention``). ``kernel_for(...)`` says which one a call would use and why.
+``mersdk.model.masked_attention``). ``log_mel_kernel_for`` / ``attention_kernel_for`` say which one a
+call would use and why. ``EmotionModel`` calls ``cross_attention`` and the Recognizer calls
+``log_mel_batch_fast``, so both pick up the kernels without a second code path.
+
+Importing this module does not import torch: the ONNX Runtime backend (no torch installed) uses the
+NumPy log-mel path; torch is imported only for torch tensors.
 """
 
 from __future__ import annotations
@@ -10,22 +15,30 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from . import _ext
 from .config import FrontendConfig
 from .features import hann_window, log_mel_batch, mel_filterbank
-from .model import masked_attention
 
 _ATTENTION_HEAD_DIMS = (32, 64, 128)
-_CUDA_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def extension_has_cuda() -> bool:
     return _ext.available() and bool(_ext.build_info().get("cuda", False))
 
 
-def _stream_of(t: torch.Tensor) -> int:
+def _is_torch_tensor(x) -> bool:
+    # without importing torch: a NumPy-only process must not pay for it
+    return type(x).__module__.startswith("torch") and hasattr(x, "device")
+
+
+def _device_type(device) -> str:
+    return getattr(device, "type", None) or str(device).split(":")[0]
+
+
+def _stream_of(t) -> int:
+    import torch
+
     return torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else 0
 
 
@@ -33,18 +46,18 @@ def _stream_of(t: torch.Tensor) -> int:
 # log-mel
 
 
-def log_mel_kernel_for(device: torch.device | str) -> tuple[bool, str]:
-    """(uses the compiled kernel?, why) for a log-mel input on `device`."""
-    device = torch.device(device)
+def log_mel_kernel_for(device="cpu") -> tuple[bool, str]:
+    """(uses the compiled kernel?, why) for a log-mel input on `device` (a torch.device or str)."""
+    kind = _device_type(device)
     if not _ext.available():
         return False, f"mersdk._C is not installed ({_ext.IMPORT_ERROR})"
-    if device.type == "cpu":
+    if kind == "cpu":
         return True, "compiled CPU kernel"
-    if device.type == "cuda":
+    if kind == "cuda":
         if not extension_has_cuda():
             return False, "mersdk._C was built without CUDA"
         return True, "compiled CUDA kernel"
-    return False, f"no kernel for device type {device.type!r}"
+    return False, f"no kernel for device type {kind!r}"
 
 
 def _stack(signals) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +76,7 @@ def log_mel_batch_fast(signals, cfg: FrontendConfig = FrontendConfig(), lengths=
     T), frame lengths (B,) int64): NumPy for list / NumPy input; torch tensors on the input's device
     for torch input. ``out_dtype`` (torch dtype, CUDA only): float32 (default), float16 or bfloat16.
     """
-    if isinstance(signals, torch.Tensor):
+    if _is_torch_tensor(signals):
         return _log_mel_torch(signals, cfg, lengths, out_dtype)
     if isinstance(signals, np.ndarray) and signals.ndim == 2:
         batch = np.ascontiguousarray(signals, dtype=np.float32)
@@ -85,7 +98,9 @@ def _frontend_constants(cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
     return hann_window(cfg.n_fft), mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max)
 
 
-def _log_mel_torch(signals: torch.Tensor, cfg, lengths, out_dtype):
+def _log_mel_torch(signals, cfg, lengths, out_dtype):
+    import torch
+
     if signals.ndim != 2:
         raise ValueError(f"expected a (B, N) signal batch, got shape {tuple(signals.shape)}")
     if signals.shape[0] == 0:
@@ -119,10 +134,15 @@ def _log_mel_torch(signals: torch.Tensor, cfg, lengths, out_dtype):
 # cross-attention
 
 
-def attention_kernel_for(q: torch.Tensor, k: torch.Tensor) -> tuple[bool, str]:
-    """(uses the compiled kernel?, why) for masked attention on these inputs."""
+def attention_kernel_for(q, k) -> tuple[bool, str]:
+    """(uses the compiled kernel?, why) for masked attention on these torch tensors."""
+    import torch
+
     if not _ext.available():
         return False, f"mersdk._C is not installed ({_ext.IMPORT_ERROR})"
+    if torch.compiler.is_exporting() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        # an exported/compiled graph must stay portable (ONNX, TensorRT): it keeps the reference ops
+        return False, "tracing for export or torch.compile: the graph keeps the reference"
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
         return False, "the kernel has no backward pass; autograd needs the reference"
     if q.shape[-1] not in _ATTENTION_HEAD_DIMS:
@@ -134,23 +154,47 @@ def attention_kernel_for(q: torch.Tensor, k: torch.Tensor) -> tuple[bool, str]:
     if q.device.type == "cuda":
         if not extension_has_cuda():
             return False, "mersdk._C was built without CUDA"
-        if q.dtype not in _CUDA_FLOAT_DTYPES:
+        if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             return False, f"the CUDA kernel takes float32/float16/bfloat16, not {q.dtype}"
         return True, "compiled CUDA kernel"
     return False, f"no kernel for device type {q.device.type!r}"
 
 
-def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+def cross_attention(q, k, v, key_mask):
     """``model.masked_attention`` (same arguments, same result), fused when a kernel applies.
 
     q (B, H, Tq, D); k, v (B, H, Tk, D); key_mask (B, Tk) bool, True = valid. Rows without a valid
     key -- and every row when Tk == 0, which the reference cannot take -- are zeros."""
-    if k.shape[-2] == 0 and not attention_kernel_for(q, k)[0]:
+    import torch
+
+    from .model import masked_attention  # here, not at the top: model.py imports this module
+
+    use_kernel = attention_kernel_for(q, k)[0]
+    if k.shape[-2] == 0 and not use_kernel:
         return q.new_zeros(q.shape[:-1] + (v.shape[-1],))
-    if not attention_kernel_for(q, k)[0]:
+    if not use_kernel:
         return masked_attention(q, k, v, key_mask)
     q, k, v = (t.contiguous() for t in (q, k, v))
     key_mask = key_mask.to(torch.bool).contiguous()
     out = torch.empty_like(q)
     _ext._C.cross_attention(q, k, v, key_mask, out=out, scale=1.0 / math.sqrt(q.shape[-1]), stream=_stream_of(q))
+    return out
+
+
+def describe(device="cpu", head_dim: int | None = None) -> dict[str, str]:
+    """Which implementation each hot op takes on ``device`` and why, without running anything
+    (``Recognizer.info()["kernels"]``). Inference in float32 is assumed for the attention."""
+    lm_use, lm_why = log_mel_kernel_for(device)
+    out = {"log_mel": lm_why if lm_use else f"NumPy reference: {lm_why}"}
+    kind = _device_type(device)
+    if not _ext.available():
+        out["attention"] = f"PyTorch reference: mersdk._C is not installed ({_ext.IMPORT_ERROR})"
+    elif head_dim is not None and head_dim not in _ATTENTION_HEAD_DIMS:
+        out["attention"] = f"PyTorch reference: head dim {head_dim} is not one of {_ATTENTION_HEAD_DIMS}"
+    elif kind == "cuda" and not extension_has_cuda():
+        out["attention"] = "PyTorch reference: mersdk._C was built without CUDA"
+    elif kind in ("cpu", "cuda"):
+        out["attention"] = f"compiled {kind.upper() if kind == 'cuda' else 'CPU'} kernel (inference; training keeps the reference)"
+    else:
+        out["attention"] = f"PyTorch reference: no kernel for device type {kind!r}"
     return out

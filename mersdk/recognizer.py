@@ -25,7 +25,7 @@ from ._version import __version__
 from .audio import Audio, load_audio
 from .checkpoint import read_checkpoint
 from .errors import InvalidAudioError
-from .features import log_mel_batch
+from . import ops
 from .lyrics import Lyrics, load_lyrics
 from .results import Prediction
 from .text_encoder import pad_embeddings
@@ -95,6 +95,7 @@ class Recognizer:
         self.max_duration_s = max_duration_s
         self.choice = backends.choose(backend, device, checkpoint=self.checkpoint)
         self._backend = backends.create(self.choice, self.checkpoint, num_threads=num_threads, **(backend_options or {}))
+        self._log_mel = getattr(self._backend, "log_mel", None)
         self._primary = self.config.task(self.config.primary_task)
 
     # ------------------------------------------------------------------------------------------
@@ -105,6 +106,16 @@ class Recognizer:
     @property
     def labels(self) -> tuple[str, ...]:
         return self._primary.labels
+
+    def _kernels(self) -> dict[str, str]:
+        from . import ops
+
+        cfg = self.config
+        k = ops.describe(self.choice.device, cfg.d_model // cfg.n_heads)
+        if self._log_mel is None:
+            # graph backends (ONNX Runtime, TensorRT) run their own attention; the log-mel is ours
+            k = {"log_mel": ops.describe("cpu")["log_mel"], "attention": f"inside the {self.choice.name} graph"}
+        return k
 
     def info(self) -> dict[str, Any]:
         from . import backends
@@ -125,6 +136,7 @@ class Recognizer:
                 "trained": bool(self.checkpoint.metadata.get("trained", False)),
                 "description": self.config.description,
             },
+            "kernels": self._kernels(),
             "window_s": self.window_s,
             "hop_s": self.hop_s,
         }
@@ -141,7 +153,10 @@ class Recognizer:
         cfg = self.config
         outs: list[dict[str, np.ndarray]] = []
         for b0 in range(0, len(windows), self.batch_size):
-            mel, lengths = log_mel_batch(windows[b0 : b0 + self.batch_size], cfg.frontend)
+            batch = windows[b0 : b0 + self.batch_size]
+            # a backend may compute the log-mel where its model runs (cuda: on the GPU); else the
+            # compiled CPU kernel, or the NumPy reference without the extension (ops decides)
+            mel, lengths = self._log_mel(batch) if self._log_mel else ops.log_mel_batch_fast(batch, cfg.frontend)
             emb, mask = pad_embeddings(embs[b0 : b0 + self.batch_size], cfg.text_encoder.hidden_size)
             out = self._backend.forward(mel, lengths, emb, mask)
             outs.extend({k: v[j] for k, v in out.items()} for j in range(len(mel)))
