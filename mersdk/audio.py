@@ -197,6 +197,17 @@ class StreamInfo:
         return float(np.sqrt(self.sumsq / max(1, self.frames_in)))
 
 
+def _account_block(info, mono: np.ndarray, name: str, sr: int, max_duration_s) -> None:
+    """Checks and running statistics of one decoded mono block, shared by both decoders."""
+    p, r, bad = _stats(mono)
+    if bad:
+        raise InvalidAudioError(f"{name}: {bad} decoded samples are NaN or Inf")
+    info.peak, info.sumsq = max(info.peak, p), info.sumsq + r * r * mono.size
+    info.frames_in += mono.size
+    if max_duration_s is not None and info.frames_in / sr > max_duration_s:
+        raise AudioTooLongError(f"{name}: longer than max_duration_s={max_duration_s:.0f} s")
+
+
 def stream_file(source, target_rate: int, max_duration_s: float | None = None, info: StreamInfo | None = None):
     """Yield mono float32 blocks at ``target_rate`` while decoding block by block (bounded memory).
 
@@ -223,13 +234,7 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
                 ) from None
             last = len(block) < _BLOCK_FRAMES
             mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0])
-            p, r, bad = _stats(mono)
-            if bad:
-                raise InvalidAudioError(f"{name}: {bad} decoded samples are NaN or Inf")
-            info.peak, info.sumsq = max(info.peak, p), info.sumsq + r * r * mono.size
-            info.frames_in += mono.size
-            if max_duration_s is not None and info.frames_in / sr > max_duration_s:
-                raise AudioTooLongError(f"{name}: longer than max_duration_s={max_duration_s:.0f} s")
+            _account_block(info, mono, name, sr, max_duration_s)
             out = stream.resample_chunk(mono, last=last) if stream else mono
             if out.size:
                 yield np.ascontiguousarray(out, dtype=np.float32)
@@ -299,13 +304,7 @@ def _load_with_pyav(source, target_rate: int, max_duration_s: float | None, refu
                 for f in to_float.resample(frame):
                     a = f.to_ndarray()
                     mono = np.ascontiguousarray(a.mean(axis=0, dtype=np.float32) if a.shape[0] > 1 else a[0])
-                    p, r, bad = _stats(mono)
-                    if bad:
-                        raise InvalidAudioError(f"{name}: {bad} decoded samples are NaN or Inf")
-                    info.peak, info.sumsq = max(info.peak, p), info.sumsq + r * r * mono.size
-                    info.frames_in += mono.size
-                    if max_duration_s is not None and info.frames_in / sr > max_duration_s:
-                        raise AudioTooLongError(f"{name}: longer than max_duration_s={max_duration_s:.0f} s")
+                    _account_block(info, mono, name, sr, max_duration_s)
                     out = stream_rs.resample_chunk(mono) if stream_rs else mono
                     if out.size:
                         blocks.append(np.asarray(out, np.float32))
