@@ -211,13 +211,19 @@ def _account_block(info, mono: np.ndarray, name: str, sr: int, max_duration_s) -
 def stream_file(source, target_rate: int, max_duration_s: float | None = None, info: StreamInfo | None = None):
     """Yield mono float32 blocks at ``target_rate`` while decoding block by block (bounded memory).
 
-    Checks as it goes: NaN/Inf, ``max_duration_s``, decode errors. The minimum length is checked by
-    the caller, which knows when the stream ended. ``info`` (optional) receives the running stats."""
+    libsndfile decodes what it can open; anything else goes to PyAV (FFmpeg) when the ``decoders``
+    extra is installed, with the same checks and errors. Checks as it goes: NaN/Inf,
+    ``max_duration_s``, decode errors. The minimum length is checked by the caller, which knows when
+    the stream ended. ``info`` (optional) receives the running stats."""
     import soundfile as sf
     import soxr
 
-    f, name = _open_checked(source)
-    info = info if info is not None else StreamInfo(name)
+    info = info if info is not None else StreamInfo(describe(source))
+    try:
+        f, name = _open_checked(source)
+    except _NotForLibsndfile as e:
+        yield from _stream_with_pyav(source, target_rate, max_duration_s, info, refused=e)
+        return
     info.name = name
     with f:
         sr = _check_rate(f.samplerate)
@@ -247,10 +253,7 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
 def load_file(source, target_rate: int, max_duration_s: float | None = None) -> Audio:
     """Decode a path, file object or bytes block by block, mix down and resample as a stream."""
     info = StreamInfo(describe(source))
-    try:
-        blocks = list(stream_file(source, target_rate, max_duration_s, info))
-    except _NotForLibsndfile as e:
-        return _load_with_pyav(source, target_rate, max_duration_s, refused=e)
+    blocks = list(stream_file(source, target_rate, max_duration_s, info))
     if info.frames_in / info.source_sample_rate < MIN_DURATION_S:
         raise AudioTooShortError(
             f"{info.name}: {info.frames_in / info.source_sample_rate:.3f} s of audio; the minimum is {MIN_DURATION_S} s"
@@ -263,24 +266,23 @@ def load_file(source, target_rate: int, max_duration_s: float | None = None) -> 
 PYAV_EXTRA_HINT = 'AAC/M4A, ALAC and WMA need the decoders extra: pip install "mersdk[decoders]"'
 
 
-def _load_with_pyav(source, target_rate: int, max_duration_s: float | None, refused: AudioDecodeError) -> Audio:
-    """Fallback for what libsndfile cannot open: decode with PyAV (FFmpeg) in blocks, mix to mono,
-    resample with soxr as a stream; the same checks and errors as ``stream_file``/``load_file``."""
+def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, info: StreamInfo,
+                      refused: AudioDecodeError):
+    """Fallback for what libsndfile cannot open: decode with PyAV (FFmpeg) frame by frame, mix to
+    mono, resample with soxr as a stream; the same checks and errors as the libsndfile path."""
     try:
         import av
     except ImportError:
         raise AudioDecodeError(f"{refused}; {PYAV_EXTRA_HINT}") from None
     import soxr
 
-    name = describe(source)
+    name = info.name = describe(source)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     elif isinstance(source, os.PathLike):
         source = os.fspath(source)
     elif hasattr(source, "seek"):
         source.seek(0)  # libsndfile may have read part of it before refusing
-    info = StreamInfo(name)
-    blocks: list[np.ndarray] = []
     try:
         with av.open(source, mode="r") as container:
             if not container.streams.audio:
@@ -307,20 +309,15 @@ def _load_with_pyav(source, target_rate: int, max_duration_s: float | None, refu
                     _account_block(info, mono, name, sr, max_duration_s)
                     out = stream_rs.resample_chunk(mono) if stream_rs else mono
                     if out.size:
-                        blocks.append(np.asarray(out, np.float32))
+                        yield np.asarray(out, np.float32)
             if stream_rs:
-                blocks.append(np.asarray(stream_rs.resample_chunk(np.zeros(0, np.float32), last=True), np.float32))
+                tail = stream_rs.resample_chunk(np.zeros(0, np.float32), last=True)
+                if tail.size:
+                    yield np.asarray(tail, np.float32)
     except av.error.FFmpegError as e:
         raise AudioDecodeError(f"{refused}; FFmpeg (PyAV) could not decode it either ({e})") from None
     if info.frames_in == 0:
         raise AudioDecodeError(f"{name}: contains no audio frames (empty or truncated file)")
-    if info.frames_in / info.source_sample_rate < MIN_DURATION_S:
-        raise AudioTooShortError(
-            f"{name}: {info.frames_in / info.source_sample_rate:.3f} s of audio; the minimum is {MIN_DURATION_S} s"
-        )
-    y = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    return Audio(samples=np.ascontiguousarray(y, np.float32), sample_rate=target_rate,
-                 source_sample_rate=info.source_sample_rate, peak=float(info.peak), rms=info.rms)
 
 
 def load_audio(source: AudioSource, target_rate: int, sample_rate=None, max_duration_s: float | None = None) -> Audio:

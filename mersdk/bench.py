@@ -86,15 +86,16 @@ def _make(backend: str, checkpoint, threads):
 
 
 def _stages(rec, clip, lyr, repeats: int) -> dict:
-    """Where a 30 s prediction with lyrics spends its time: log-mel, text encoder, model."""
-    from .features import log_mel_batch
+    """Where a 30 s prediction with lyrics spends its time: log-mel (the path the Recognizer takes:
+    compiled kernel or NumPy reference, see ``mersdk.ops``), text encoder, model."""
+    from .ops import log_mel_batch_fast
     from .text_encoder import pad_embeddings
 
     cfg = rec.config
-    mel, lengths = log_mel_batch([clip], cfg.frontend)
+    mel, lengths = log_mel_batch_fast([clip], cfg.frontend)
     emb, mask = pad_embeddings(rec._backend.encode_lyrics([lyr]), cfg.text_encoder.hidden_size)
     return {
-        "log_mel": _pcts(_time(lambda: log_mel_batch([clip], cfg.frontend), 2, repeats, 15)),
+        "log_mel": _pcts(_time(lambda: log_mel_batch_fast([clip], cfg.frontend), 2, repeats, 15)),
         "text_encoder": _pcts(_time(lambda: rec._backend.encode_lyrics([lyr]), 2, repeats, 15)),
         "model": _pcts(_time(lambda: rec._backend.forward(mel, lengths, emb, mask), 2, repeats, 15)),
     }
@@ -193,6 +194,9 @@ def run_all(checkpoint=None, backends_=None, repeats: int = 30, cold_runs: int =
     report = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": machine(),
               "checkpoint": str(checkpoint or "bundled"), "lyrics_words": LYRICS_WORDS, "threads": threads,
               "skipped": skipped, "results": {}}
+    from .ops import describe
+
+    report["machine"]["kernels_cpu"] = describe("cpu")
     ck = ["--checkpoint", str(checkpoint)] if checkpoint else []
     th = ["--threads", str(threads)] if threads else []
     for b in run:
@@ -222,6 +226,7 @@ def markdown(report: dict) -> str:
              "(the machine is shared: figures are noisy)",
              f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
              f"Command: `{report['command']}`; lyrics {report['lyrics_words']} words; audio as 16 kHz arrays",
+             f"Log-mel on the CPU: {m.get('kernels_cpu', {}).get('log_mel', 'NumPy reference')}",
              "", "Cold start (median of fresh processes; first predict = 30 s clip with lyrics, which for onnx "
              "includes creating the text-encoder session):", "",
              "| backend | import s | load s | import + load s | first predict s | total s | peak RSS MB (cold / single clips / with batch 64) |",
@@ -240,7 +245,7 @@ def markdown(report: dict) -> str:
             v = R.get("vibenet", {}).get("latency", {}).get("30s_no_lyrics" if case.startswith("30s") else case, {}).get("p50_ms")
             lines.append(f"| {b} | {case} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['p99_ms']:.1f} | {s['min_ms']:.1f} | "
                          f"{_ratio(s['p50_ms'], t)} | {_ratio(s['p50_ms'], v)} |")
-    lines += ["", "Stages of a 30 s call with lyrics (p50 / min ms):", "", "| backend | log-mel (NumPy) | text encoder | model |",
+    lines += ["", "Stages of a 30 s call with lyrics (p50 / min ms):", "", "| backend | log-mel | text encoder | model |",
               "|---|---|---|---|"]
     for b, r in R.items():
         if "stages_30s_lyrics" in r:

@@ -67,3 +67,18 @@ def test_without_pyav_the_error_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)  # import av -> ImportError, as when not installed
     with pytest.raises(mersdk.AudioDecodeError, match=r'pip install "mersdk\[decoders\]"'):
         load_audio(f, 16000)
+
+
+@needs_av
+def test_timelines_stream_through_pyav(tmp_path, recognizer):
+    """``stream_file`` (timelines, iter_analyze) takes the same PyAV fallback, block by block."""
+    from mersdk.audio import StreamInfo, stream_file
+
+    f = write_clip(tmp_path / "x.m4a", "m4a-alac", seconds=12.0)
+    info = StreamInfo("x")
+    blocks = list(stream_file(f, 16000, None, info))
+    assert len(blocks) > 1 and info.source_sample_rate == 44100
+    streamed = np.concatenate(blocks)
+    np.testing.assert_array_equal(streamed, load_audio(f, 16000).samples)
+    res = recognizer.analyze(f, window_s=5, hop_s=5)
+    assert len(res.timeline) >= 2 and 11.5 < res.summary.duration_s < 12.5
