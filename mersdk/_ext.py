@@ -6,15 +6,18 @@ fails to load) raises, because silently falling back would hide a real installat
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
 _C: ModuleType | None = None
 IMPORT_ERROR: str | None = None
 
 try:
-    from . import _C  # type: ignore[attr-defined,no-redef]
+    # import_module, not `from . import _C`: the latter turns a missing module into a plain
+    # ImportError, indistinguishable from a broken one (a source checkout has no _C)
+    _C = importlib.import_module("mersdk._C")
 except ModuleNotFoundError as e:  # only "No module named 'mersdk._C'" is tolerated
-    if e.name not in ("mersdk._C", "_C"):
+    if e.name != "mersdk._C":
         raise
     _C = None
     IMPORT_ERROR = str(e)

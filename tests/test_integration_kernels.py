@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -80,7 +81,7 @@ def test_recognizer_log_mel_is_the_kernel_and_equals_the_reference():
 
 def test_ops_import_is_torch_free():
     code = "import sys, mersdk.ops; assert 'torch' not in sys.modules, 'mersdk.ops imported torch'"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir())
     assert r.returncode == 0, r.stderr
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 
 import pytest
 
@@ -17,7 +18,14 @@ pytestmark = [needs_ray, pytest.mark.slow]
 def local_ray():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Ray puts the driver's working directory on its workers' sys.path: started from the checkout,
+    # workers would import the source tree (no compiled _C) instead of the installed package
+    here = os.getcwd()
+    os.chdir(tempfile.gettempdir())
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    finally:
+        os.chdir(here)
     yield ray
     ray.shutdown()
 

@@ -111,7 +111,7 @@ def choose(backend: str = "auto", device: str = "auto", checkpoint=None) -> Back
             if r is None:
                 why = "fastest available" if not skipped else "fastest available; skipped " + "; ".join(skipped)
                 return BackendChoice(name, d, why)
-            skipped.append(f"{name}/{d}: {r}")
+            skipped.append(f"{name} on {d}: {r}")
     raise BackendUnavailableError("no backend can run here: " + "; ".join(skipped))
 
 
