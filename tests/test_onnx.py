@@ -127,7 +127,12 @@ def test_tensorrt_explicit_says_why(exported_ckpt):
 def test_session_options(exported_ckpt):
     rec = Recognizer(exported_ckpt, backend="onnx", num_threads=1,
                      backend_options={"graph_optimization_level": "basic", "inter_op_threads": 1})
-    assert rec._backend.session.get_session_options().intra_op_num_threads == 1
+    so = rec._backend.session.get_session_options()
+    assert so.intra_op_num_threads == 1
+    # no spin-waiting by default: the two sessions alternate and would steal each other's cores
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spin = Recognizer(exported_ckpt, backend="onnx", backend_options={"allow_spinning": True})
+    assert spin._backend.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
     with pytest.raises(ValueError, match="graph_optimization_level"):
         Recognizer(exported_ckpt, backend="onnx", backend_options={"graph_optimization_level": "max"})
     with pytest.raises(ValueError, match="no option.*precision.*it takes"):

@@ -325,7 +325,7 @@ def cmd_plots(args):
         if not r:
             continue
         cm = np.array(r["confusion_matrix"])
-        fig, ax = plt.subplots(figsize=(4.8, 4.2))
+        fig, ax = plt.subplots(figsize=(5.4, 4.6))
         ax.imshow(cm, cmap="Blues")
         ax.set_xticks(range(len(r["labels"])), r["labels"], rotation=45, ha="right")
         ax.set_yticks(range(len(r["labels"])), r["labels"])
@@ -334,7 +334,7 @@ def cmd_plots(args):
                 ax.text(j, i, cm[i, j], ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"default model ({shipped}), {ds} test (n={r['n']})\nacc {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}")
+        ax.set_title(f"default model ({shipped})\n{ds} test (n={r['n']}): acc {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}")
         fig.tight_layout()
         fig.savefig(PLOTS / f"confusion_{ds}.png", dpi=110)
         plt.close(fig)
