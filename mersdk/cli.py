@@ -88,11 +88,16 @@ def cmd_info(args) -> int:
         data["backends"] = {k: ("available" if v is None else v) for k, v in backends.availability(checkpoint=ck).items()}
         data["model"] = {"path": str(ck.path), "hash": ck.model_hash, "trained": bool(ck.metadata.get("trained")),
                          "labels": {t.name: list(t.labels) for t in ck.config.tasks}}
+        from .ops import describe
+
+        data["kernels"] = {"cpu": describe("cpu", ck.config.d_model // ck.config.n_heads)}
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         rows = [("mersdk", data["mersdk"]), ("extension", json.dumps(data["build"]))]
         rows += [(f"backend {k}", v) for k, v in data["backends"].items()]
+        kernels = data["kernels"].get("cpu", data["kernels"]) if "kernels" in data else {}
+        rows += [(f"kernel {k}", v) for k, v in kernels.items()]
         if "backend" in data:
             rows.append(("chosen", f"{data['backend']['name']}/{data['backend']['device']}: {data['backend']['reason']}"))
         m = data["model"]

@@ -30,6 +30,11 @@ def test_predict_json():
 def test_info_json():
     d = json.loads(mersdk("info", "--json").stdout)
     assert d["backends"]["torch"] == "available" and "hash" in d["model"]
+    from mersdk import _ext
+
+    # which implementation the hot ops take on the CPU, and why
+    want = "compiled CPU kernel" if _ext.available() else "NumPy reference"
+    assert d["kernels"]["cpu"]["log_mel"].startswith(want)
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path):
