@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import MersdkError
@@ -19,23 +20,41 @@ def _bar(p: float, width: int = 24) -> str:
     return "#" * n + "." * (width - n)
 
 
+def _lyrics_for(audio: str, given, auto: bool):
+    """(lyrics, where they came from): --lyrics when given; else, for a file, what `mersdk tag`
+    would find: a sidecar .lrc, ID3 SYLT (time-stamped), a sidecar .txt, other embedded lyrics."""
+    from .lyrics import load_lyrics
+
+    if given is not None:
+        return load_lyrics(given), "--lyrics"
+    if not auto or not os.path.isfile(audio):
+        return None, None
+    from .tagging.lyrics_tags import find_lyrics
+
+    found = find_lyrics(audio)
+    for w in found.warnings:
+        print(f"warning: {audio}: {w}", file=sys.stderr)
+    return found.lyrics, found.source
+
+
 def cmd_predict(args) -> int:
     from .recognizer import Recognizer
 
     rec = Recognizer(model=args.model, backend=args.backend, device=args.device)
-    results = [rec.predict(a, lyrics=args.lyrics) for a in args.audio]
+    found = [_lyrics_for(a, args.lyrics, args.auto_lyrics) for a in args.audio]
+    results = [rec.predict(a, lyrics=ly) for a, (ly, _) in zip(args.audio, found)]
     if args.json:
         out = [r.to_dict() | {"audio": a} for a, r in zip(args.audio, results)]
         print(json.dumps(out[0] if len(out) == 1 else out, indent=2))
         return 0
-    for a, r in zip(args.audio, results):
+    for a, r, (_, src) in zip(args.audio, results, found):
         print(f"{a}")
         rows = [(lab, f"{p:6.1%}  {_bar(p)}") for lab, p in sorted(r.probabilities.items(), key=lambda kv: -kv[1])]
         rows += [
             ("label", r.label),
             ("valence", f"{r.valence:+.3f}"),
             ("arousal", f"{r.arousal:+.3f}"),
-            ("lyrics used", "yes" if r.lyrics_used else "no"),
+            ("lyrics used", (f"yes ({src})" if src else "yes") if r.lyrics_used else "no"),
             ("fusion weight", f"{r.fusion_weight:.3f}"),
             ("duration", f"{r.duration_s:.1f} s ({r.n_windows} window{'s' if r.n_windows > 1 else ''})"),
             ("backend", f"{r.backend} ({rec.choice.reason})"),
@@ -46,12 +65,13 @@ def cmd_predict(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from .lyrics import load_lyrics
     from .recognizer import Recognizer
     from .timeline import plot_analysis
 
     rec = Recognizer(model=args.model, backend=args.backend, device=args.device)
-    lyrics = load_lyrics(args.lyrics)
+    lyrics, source = _lyrics_for(args.audio, args.lyrics, args.auto_lyrics)
+    if source and not args.json:
+        print(f"lyrics: {source}" + (" (time-stamped: lines aligned to segments)" if lyrics.timed else " (plain: every segment reads the whole text)"))
     a = rec.analyze(args.audio, lyrics, window_s=args.window_s, hop_s=args.hop_s, smooth=args.smooth)
     if args.plot:
         plot_analysis(a, lyrics, args.plot, title=f"{args.audio}: {a.summary.label}")
@@ -113,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the emotion of audio files")
     p.add_argument("audio", nargs="+", help="audio file(s): WAV, FLAC, OGG/Opus, MP3, ...")
-    p.add_argument("--lyrics", help="lyrics text, or a path to a .txt/.lrc file")
+    p.add_argument("--lyrics", help="lyrics text, or a path to a .txt/.lrc file (default: a sidecar .lrc/.txt or "
+                   "lyrics embedded in the file's tags, as `mersdk tag` finds them)")
+    p.add_argument("--no-auto-lyrics", dest="auto_lyrics", action="store_false",
+                   help="without --lyrics, use no lyrics instead of looking for sidecar or embedded ones")
     p.add_argument("--model", help="checkpoint folder (default: the bundled model)")
     p.add_argument("--backend", default="auto")
     p.add_argument("--device", default="auto")
@@ -122,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="emotion timeline of a whole track, lyrics aligned to the audio")
     p.add_argument("audio")
-    p.add_argument("--lyrics", help="lyrics text, or a .txt/.lrc path (LRC timestamps align lines to segments)")
+    p.add_argument("--lyrics", help="lyrics text, or a .txt/.lrc path (LRC timestamps align lines to segments); "
+                   "default: a sidecar .lrc/.txt, or ID3 SYLT/USLT, Vorbis or MP4 lyrics embedded in the file")
+    p.add_argument("--no-auto-lyrics", dest="auto_lyrics", action="store_false",
+                   help="without --lyrics, use no lyrics instead of looking for sidecar or embedded ones")
     p.add_argument("--window-s", type=float, default=10.0, help="segment length in seconds (default 10)")
     p.add_argument("--hop-s", type=float, default=5.0, help="seconds between segment starts (default 5)")
     p.add_argument("--smooth", type=int, default=3, help="centred moving average over N segments (1 = raw)")
@@ -166,6 +192,9 @@ def run(args) -> int:
     """Run a parsed command; mersdk errors become a one-line message and exit status 2."""
     try:
         return args.func(args)
+    except BrokenPipeError:  # `mersdk ... | head`: the reader has gone, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except MersdkError as e:
         print(f"mersdk: error: {e}", file=sys.stderr)
         return 2

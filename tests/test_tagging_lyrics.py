@@ -117,3 +117,30 @@ def test_oversized_sidecar_falls_back_to_the_next_source(tmp_path):
     got = find_lyrics(str(f))
     assert got.source == "sidecar:txt" and got.lyrics.text == "plain words"
     assert any(w.startswith("sidecar:lrc lyrics not used") for w in got.warnings)
+
+
+@needs_mutagen
+def test_analyze_cli_aligns_embedded_sylt(tmp_path):
+    """`mersdk analyze song.mp3` without --lyrics reads ID3 SYLT and aligns its lines to segments:
+    a line sung at 1 s reaches the first segments, not the last; --no-auto-lyrics turns it off."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from mutagen.id3 import SYLT
+
+    mp3 = write_clip(tmp_path / "song.mp3", "mp3", seconds=24.0)
+    _id3(mp3, SYLT(encoding=3, lang="eng", format=2, type=1, text=[("sunshine all day long", 1000)]))
+
+    def analyze(*extra):
+        r = subprocess.run([sys.executable, "-m", "mersdk", "analyze", str(mp3), "--window-s", "5", "--hop-s", "5",
+                            "--smooth", "1", "--json", *extra], capture_output=True, text=True, timeout=300,
+                           cwd=tempfile.gettempdir())
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["timeline"]
+
+    timeline = analyze()
+    assert timeline[0]["lyric_lines"] == ["sunshine all day long"] and timeline[0]["fusion_weight"] > 0
+    assert timeline[-1]["lyric_lines"] == [] and timeline[-1]["fusion_weight"] == 0
+    assert all(seg["lyric_lines"] == [] for seg in analyze("--no-auto-lyrics"))
