@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from mersdk import BackendUnavailableError, Recognizer
 from mersdk.export.compare import TOLERANCES, max_diffs, predict_all, shared_clips, synthetic_clips
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import DATA as SHARED_DATA  # $MERSDK_DATA or ../shared/data
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")

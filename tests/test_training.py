@@ -18,7 +18,7 @@ from mersdk.training import metrics  # noqa: E402
 from mersdk.training.data import QUADRANT_VA, mood_va_table  # noqa: E402
 from mersdk.training.noise import make_noise, mix_at_snr  # noqa: E402
 
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import DATA as REAL_DATA  # noqa: E402  ($MERSDK_DATA or ../shared/data)
 
 
 # ---- metrics ---------------------------------------------------------------------------------
