@@ -51,6 +51,28 @@ def test_classification_metrics_small_case():
     assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
 
 
+def test_bootstrap_ci_perfect_and_binomial_width():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 400)
+    perfect = np.eye(3)[y] * 0.9 + 0.1 / 3
+    ci = metrics.bootstrap_ci(y, perfect, 3, n_resamples=200)
+    assert ci["accuracy"] == [1.0, 1.0] and ci["macro_f1"] == [1.0, 1.0] and ci["roc_auc"] == [1.0, 1.0]
+    # 70 % right: the accuracy interval must match the binomial one, 0.7 +- 1.96 * sqrt(0.21 / 400)
+    right = rng.random(400) < 0.7
+    pred = np.where(right, y, (y + 1) % 3)
+    probs = np.eye(3)[pred] * 0.6 + 0.4 / 3
+    acc = right.mean()
+    ci = metrics.bootstrap_ci(y, probs, 3, n_resamples=2000, seed=1)
+    lo, hi = ci["accuracy"]
+    half = 1.96 * np.sqrt(acc * (1 - acc) / 400)
+    assert lo < acc < hi
+    assert (hi - lo) / 2 == pytest.approx(half, rel=0.15)
+    assert ci["macro_f1"][0] < metrics.classification_metrics(y, probs, 3)["macro_f1"] < ci["macro_f1"][1]
+    # seeded: the same call gives the same interval; another seed moves it a little
+    assert metrics.bootstrap_ci(y, probs, 3, n_resamples=2000, seed=1) == ci
+    assert metrics.bootstrap_ci(y, probs, 3, n_resamples=2000, seed=2)["accuracy"] != ci["accuracy"]
+
+
 # ---- noise -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["white", "pink", "music"])
 @pytest.mark.parametrize("snr", [20.0, 5.0, 0.0, -3.0])
@@ -206,6 +228,8 @@ def test_evaluate_json_keys(tiny_run, capsys):
             assert key in res
         assert res["n"] == (5 if ds == "mirex_mm" else 4)
         assert set(res["va"]["valence"]) == {"ccc", "pearson", "icc_3_1"}
+        lo, hi = res["ci95"]["accuracy"]
+        assert res["ci95"]["level"] == 0.95 and 0 <= lo <= res["accuracy"] <= hi <= 1
     assert main(["evaluate", "--data", str(data), "--dataset", "quadrants_4q", "--checkpoint", str(run / "best"),
                  "--snr", "0", "--noise", "pink", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["snr_db"] == 0.0
@@ -226,3 +250,6 @@ def test_bundled_model_test_f1_is_reproduced():
         res = evaluate_checkpoint(None, REAL_DATA, ds, "test")
         assert res["n"] == stored["n"]
         assert res["macro_f1"] == pytest.approx(stored["macro_f1"], abs=0.01)
+        for k in ("accuracy", "macro_f1", "roc_auc"):  # 181 clips: intervals some points wide, not 0, not 0.5
+            lo, hi = res["ci95"][k]
+            assert lo < res[k] < hi and 0.02 < hi - lo < 0.3

@@ -9,6 +9,7 @@ unless a table says otherwise.
     python benchmarks/accuracy/experiments.py label              # (4) 30% labels: mean teacher vs supervised vs 100%
     python benchmarks/accuracy/experiments.py plots              # confusion matrices + metric-vs-SNR curves
     python benchmarks/accuracy/experiments.py ship               # best-on-val model -> mersdk/models/default
+    python benchmarks/accuracy/experiments.py intervals          # 95% bootstrap intervals of the bundled model
 
 Options: --data DIR (default $MERSDK_DATA or ../shared/data), --cache cache, --runs runs.
 """
@@ -408,11 +409,74 @@ def cmd_ship(args):
     print(f"shipped {name} -> {ck.path} ({size / 1e6:.2f} MB, hash {ck.model_hash}); test: {meta['test']}")
 
 
+# the published figures each interval is held against (see README "Comparison with the published figures")
+TARGETS = {"mirex_mm": {"macro_f1": 0.611}, "quadrants_4q": {"macro_f1": 0.764},
+           "0 dB": {"accuracy": 0.58, "macro_f1": 0.55}}
+
+
+def cmd_intervals(args):
+    """95 % percentile-bootstrap intervals (clips resampled, 1000 draws, seed 0) of the bundled model's
+    test figures, clean, lyrics withheld and at 0 dB: how far a 181-clip split pins each figure down,
+    and whether a published figure lies inside the interval (reachable by chance) or above it."""
+    import torch
+
+    from mersdk.checkpoint import read_checkpoint
+    from mersdk.training.baselines import load_model
+    from mersdk.training.data import labels_of
+    from mersdk.training.evaluate import score
+    from mersdk.training.metrics import bootstrap_ci
+
+    torch.set_num_threads(1)
+    model, _, cfg, _, mid = load_model(None)
+    out = {"model": mid, "checkpoint": str(read_checkpoint(None).path), "bootstrap": None, "rows": {}}
+    for ds in DATASETS:
+        sp = Split(args.data, ds)
+        task = sp.clips[0].task
+        y = [c.label for c in sp.clips]
+        conditions = [("clean", None)]
+        if ds == "mirex_mm":
+            conditions.append(("lyrics withheld", "no_lyrics"))
+        conditions += [(f"0 dB {kind}", kind) for kind in NOISES]
+        for cond, how in conditions:
+            if how is None or how == "no_lyrics":
+                pred = _predict(model, cfg, sp, no_lyrics=how == "no_lyrics")
+            else:
+                pred = _predict(model, cfg, sp, mels=sp.noisy(how, 0))
+            res = score(sp.clips, pred, mid)
+            ci = bootstrap_ci(y, pred[task], len(labels_of(task)))
+            out["bootstrap"] = {k: ci[k] for k in ("level", "n_resamples", "seed", "method")}
+            out["rows"][f"{ds}/{cond}"] = {"n": res["n"], **{k: [res[k], *ci[k]] for k in ("accuracy", "macro_f1", "roc_auc")}}
+            print(f"{ds} {cond}: " + ", ".join(f"{k} {res[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"
+                                                for k in ("accuracy", "macro_f1", "roc_auc")), flush=True)
+
+    def cell(v):
+        return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+
+    def verdict(ds, cond, row):
+        targets = TARGETS["0 dB"] if cond.startswith("0 dB") else TARGETS.get(ds, {}) if cond == "clean" else {}
+        said = []
+        for k, t in targets.items():
+            lo, hi = row[k][1:]
+            where = "above the interval" if t > hi else "inside the interval" if t >= lo else "below the interval"
+            said.append(f"{'F1' if k == 'macro_f1' else 'acc'} {t:g}: {where}")
+        return "; ".join(said) or "—"
+
+    lines = [f"Bundled model {mid}, test splits; point estimate [95 % interval], percentile bootstrap over clips "
+             f"({out['bootstrap']['n_resamples']} resamples, seed {out['bootstrap']['seed']}).\n",
+             "| dataset | condition | n | accuracy | macro-F1 | ROC-AUC | published figure |",
+             "|---|---|---|---|---|---|---|"]
+    for key, row in out["rows"].items():
+        ds, cond = key.split("/", 1)
+        lines.append(f"| {ds} | {cond} | {row['n']} | {cell(row['accuracy'])} | {cell(row['macro_f1'])} | "
+                     f"{cell(row['roc_auc'])} | {verdict(ds, cond, row)} |")
+    _save("intervals", out, "\n".join(lines))
+
+
 def main():
     from mersdk.training.data import default_data_dir
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["train", "clean", "noise", "cross", "label", "plots", "ship"])
+    ap.add_argument("command", choices=["train", "clean", "noise", "cross", "label", "plots", "ship", "intervals"])
     ap.add_argument("names", nargs="*", help="runs to train (default: all, in order)")
     ap.add_argument("--data", default=str(default_data_dir()))
     ap.add_argument("--cache", default="cache")
@@ -420,7 +484,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
     {"train": cmd_train, "clean": cmd_clean, "noise": cmd_noise, "cross": cmd_cross, "label": cmd_label,
-     "plots": cmd_plots, "ship": cmd_ship}[args.command](args)
+     "plots": cmd_plots, "ship": cmd_ship, "intervals": cmd_intervals}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from ..features import log_mel_batch
 from ..recognizer import window_bounds
 from ..text_encoder import pad_embeddings
 from .data import TASK_OF_DATASET, labels_of, load_clips
-from .metrics import classification_metrics, va_metrics
+from .metrics import bootstrap_ci, classification_metrics, va_metrics
 from .noise import clip_rng, make_noise, mix_at_snr
 
 
@@ -144,7 +144,8 @@ def score(clips, pred, model_id="", extra=None) -> dict:
 
 
 def evaluate_checkpoint(checkpoint, data_dir, dataset, split="test", snr_db=None, noise="white", seed=0,
-                        lyrics=True, threads=1) -> dict:
+                        lyrics=True, threads=1, bootstrap=1000) -> dict:
+    """Metrics of one checkpoint on one split; ``bootstrap`` resamples give 95 % intervals (0: none)."""
     from .baselines import load_model
 
     torch.set_num_threads(threads)
@@ -159,19 +160,29 @@ def evaluate_checkpoint(checkpoint, data_dir, dataset, split="test", snr_db=None
         waves = noisy_copies(clips, waves, noise, snr_db, seed)
     embs = encode_texts(texts, cfg.text_encoder)
     pred = predict_waves(model, cfg, waves, embs)
-    return score(clips, pred, model_id, {
+    res = score(clips, pred, model_id, {
         "dataset": dataset, "split": split, "kind": kind, "task_of_dataset": TASK_OF_DATASET[dataset],
         "snr_db": snr_db, "noise": noise if snr_db is not None else None, "noise_seed": seed if snr_db is not None else None,
         "n_with_lyrics": int(sum(e is not None for e in embs)),
         "subset": "clips with lyrics" if kind == "lyrics" else "all clips",
     })
+    if bootstrap:
+        task = clips[0].task
+        res["ci95"] = bootstrap_ci([c.label for c in clips], pred[task], len(labels_of(task)), n_resamples=bootstrap)
+    return res
 
 
 def format_report(res: dict) -> str:
     lines = [f"{res['dataset']} / {res['split']} ({res['subset']}), n={res['n']}, model {res['model']} ({res['kind']})"]
     if res.get("snr_db") is not None:
         lines.append(f"noise: {res['noise']} at {res['snr_db']:g} dB SNR (seed {res['noise_seed']})")
-    lines.append(f"accuracy {res['accuracy']:.3f}  macro-F1 {res['macro_f1']:.3f}  ROC-AUC {res['roc_auc']:.3f}")
+    ci = res.get("ci95")
+    if ci:
+        lines.append("  ".join(f"{label} {res[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" for k, label in
+                               (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("roc_auc", "ROC-AUC")))
+                     + f"  (95 % bootstrap intervals, {ci['n_resamples']} resamples)")
+    else:
+        lines.append(f"accuracy {res['accuracy']:.3f}  macro-F1 {res['macro_f1']:.3f}  ROC-AUC {res['roc_auc']:.3f}")
     va = res["va"]
     for dim in ("valence", "arousal"):
         m = va[dim]

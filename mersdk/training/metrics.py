@@ -5,8 +5,11 @@ VA metrics compare predictions with *derived* VA targets (see ``data``), not lis
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import stats
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
 
@@ -72,6 +75,46 @@ def classification_metrics(y_true, probs, n_classes: int) -> dict:
         "n": int(len(y_true)),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+
+
+def bootstrap_ci(y_true, probs, n_classes: int, n_resamples: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> dict:
+    """Percentile bootstrap intervals of accuracy, macro-F1 and ROC-AUC over the clips (SciPy).
+
+    Clips are resampled with replacement (labels and predictions together), so the interval says how
+    much a score would move on another test set of the same size from the same population: one split
+    of 181 clips pins macro-F1 down only to about +-0.07. A resample that lacks a class has no AUC; the
+    AUC interval is then NaN (happens only on tiny sets)."""
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, np.float64)
+    probs = probs / probs.sum(1, keepdims=True)
+    y_pred = probs.argmax(1)
+    labels = list(range(n_classes))
+
+    def auc(idx):
+        with warnings.catch_warnings():  # a resample missing a class: no AUC, say NaN, not a warning per draw
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            try:
+                return roc_auc_score(y_true[idx], probs[idx], multi_class="ovr", average="macro", labels=labels)
+            except ValueError:
+                return float("nan")
+
+    statistic = {
+        "accuracy": lambda idx: accuracy_score(y_true[idx], y_pred[idx]),
+        "macro_f1": lambda idx: f1_score(y_true[idx], y_pred[idx], labels=labels, average="macro", zero_division=0),
+        "roc_auc": auc,
+    }
+    out = {"level": level, "n_resamples": int(n_resamples), "seed": int(seed), "method": "percentile bootstrap"}
+    idx = np.arange(len(y_true))
+    for name, fn in statistic.items():
+        # the same seed for every metric: the three intervals come from the same resamples
+        with warnings.catch_warnings():  # NaN AUC draws: the interval is NaN, as documented above
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            res = stats.bootstrap((idx,), fn, n_resamples=n_resamples, confidence_level=level, vectorized=False,
+                                  method="percentile", rng=np.random.default_rng(seed))
+        ci = res.confidence_interval
+        out[name] = [float(ci.low), float(ci.high)]
+    return out
 
 
 def binary_auc(y_true, score) -> float:
