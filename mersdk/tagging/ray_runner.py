@@ -78,6 +78,25 @@ class _TagActor:
                                     schema=schema)
 
 
+def actor_plan(resources: dict, use_gpus: bool | None = None, concurrency: int | None = None,
+               cpus_per_actor: float = 2) -> dict:
+    """How the Recognizer actors are placed, from ``ray.cluster_resources()``: one GPU per actor and
+    ``device="cuda"`` when the cluster has GPUs (or ``use_gpus=True``), else CPU actors with
+    ``cpus_per_actor`` cores each; ``concurrency`` defaults to one actor per GPU, else CPUs / cores."""
+    if cpus_per_actor <= 0:
+        raise MersdkError(f"cpus_per_actor must be > 0, got {cpus_per_actor}")
+    gpus = int(resources.get("GPU", 0))
+    use_gpus = gpus > 0 if use_gpus is None else bool(use_gpus)
+    if use_gpus and gpus == 0:
+        raise MersdkError("use_gpus=True but the Ray cluster reports no GPU resource")
+    if concurrency is None:
+        concurrency = gpus if use_gpus else max(1, int(resources.get("CPU", 1) // cpus_per_actor))
+    if concurrency < 1:
+        raise MersdkError(f"concurrency must be >= 1, got {concurrency}")
+    return {"device": "cuda" if use_gpus else "cpu", "num_gpus": 1 if use_gpus else 0,
+            "num_threads": None if use_gpus else max(1, int(cpus_per_actor)), "concurrency": int(concurrency)}
+
+
 def tag_with_ray(
     paths: Iterable[str | os.PathLike],
     out: str | os.PathLike,
@@ -119,11 +138,7 @@ def tag_with_ray(
     summary = TagSummary()
     try:
         model_hash = read_checkpoint(model).model_hash
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        use_gpus = gpus > 0 if use_gpus is None else use_gpus
-        if concurrency is None:
-            concurrency = gpus if use_gpus else max(1, int(resources.get("CPU", 1) // cpus_per_actor))
+        plan = actor_plan(ray.cluster_resources(), use_gpus, concurrency, cpus_per_actor)
         with open_store(os.fspath(out), fmt) as store:
             done = frozenset(store.done_keys(model_hash))
             items = [{"path": f.path, "kind": f.kind}
@@ -135,13 +150,13 @@ def tag_with_ray(
                     _TagActor,
                     fn_constructor_kwargs={
                         "model": os.fspath(model) if model is not None else None,
-                        "device": "cuda" if use_gpus else "cpu",
-                        "num_threads": None if use_gpus else max(1, int(cpus_per_actor)),
+                        "device": plan["device"],
+                        "num_threads": plan["num_threads"],
                         "decode_threads": decode_threads, "done": done, "write_tags": write_tags and not dry_run,
                     },
                     batch_size=batch_size,
-                    compute=ray.data.ActorPoolStrategy(size=concurrency),
-                    num_gpus=1 if use_gpus else 0,
+                    compute=ray.data.ActorPoolStrategy(size=plan["concurrency"]),
+                    num_gpus=plan["num_gpus"],
                     num_cpus=cpus_per_actor,
                 )
                 for row in ds.iter_rows():
