@@ -36,7 +36,23 @@ class FrontendConfig:
     n_mels: int = 64
     f_min: float = 30.0
     f_max: float = 8000.0
-    log_floor: float = 1e-5  # log(max(mel_power, floor))
+    log_floor: float = 1e-5  # compression "log": ln(max(mel_power, floor))
+    # Filterbank: "htk" (triangles on the HTK mel scale, peak 1; mel_norm None) or "slaney"
+    # (librosa's default: Slaney's piecewise linear/log scale); mel_norm "slaney" scales each
+    # triangle to unit area (librosa's norm="slaney"). Pretrained encoders (musicnn) need the latter.
+    mel_scale: str = "htk"
+    mel_norm: str | None = None
+    # "log": ln(max(mel, log_floor)); "log10_1p": log10(1 + log_gain * mel) (musicnn's compression)
+    compression: str = "log"
+    log_gain: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.mel_scale not in ("htk", "slaney"):
+            raise CheckpointError(f"frontend.mel_scale must be 'htk' or 'slaney', got {self.mel_scale!r}")
+        if self.mel_norm not in (None, "slaney"):
+            raise CheckpointError(f"frontend.mel_norm must be null or 'slaney', got {self.mel_norm!r}")
+        if self.compression not in ("log", "log10_1p"):
+            raise CheckpointError(f"frontend.compression must be 'log' or 'log10_1p', got {self.compression!r}")
 
     def n_frames(self, n_samples: int) -> int:
         return 1 + n_samples // self.hop_length

@@ -7,8 +7,10 @@ This is the CPU path of the SDK and the oracle every faster implementation (the 
 2. frame t covers padded[t*hop : t*hop + n_fft], for t in [0, 1 + n//hop);
 3. multiply by a periodic Hann window of length n_fft;
 4. power spectrum |rfft|^2 (n_fft//2 + 1 bins);
-5. project with the HTK-scale triangular mel filterbank (peak 1, no area normalisation);
-6. natural log of max(mel, log_floor).
+5. project with the triangular mel filterbank: HTK scale, peak 1 (default), or librosa's Slaney
+   scale, optionally area-normalised (``mel_scale``/``mel_norm``);
+6. compress: natural log of max(mel, log_floor) (default), or log10(1 + log_gain * mel)
+   (``compression="log10_1p"``, musicnn's).
 
 Output layout: (n_mels, n_frames), float32.
 """
@@ -22,26 +24,58 @@ import numpy as np
 from .config import FrontendConfig
 
 
-def hz_to_mel(f):
-    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+_SLANEY_F_SP = 200.0 / 3  # Hz per mel below 1 kHz (linear part of Slaney's scale)
+_SLANEY_MIN_LOG_HZ = 1000.0
+_SLANEY_LOGSTEP = np.log(6.4) / 27.0
 
 
-def mel_to_hz(m):
-    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+def hz_to_mel(f, scale: str = "htk"):
+    f = np.asarray(f, dtype=np.float64)
+    if scale == "htk":
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    lin = f / _SLANEY_F_SP
+    min_log_mel = _SLANEY_MIN_LOG_HZ / _SLANEY_F_SP
+    log = min_log_mel + np.log(np.maximum(f, _SLANEY_MIN_LOG_HZ) / _SLANEY_MIN_LOG_HZ) / _SLANEY_LOGSTEP
+    return np.where(f >= _SLANEY_MIN_LOG_HZ, log, lin)
+
+
+def mel_to_hz(m, scale: str = "htk"):
+    m = np.asarray(m, dtype=np.float64)
+    if scale == "htk":
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    min_log_mel = _SLANEY_MIN_LOG_HZ / _SLANEY_F_SP
+    log = _SLANEY_MIN_LOG_HZ * np.exp(_SLANEY_LOGSTEP * (m - min_log_mel))
+    return np.where(m >= min_log_mel, log, _SLANEY_F_SP * m)
 
 
 @lru_cache(maxsize=8)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
-    """(n_mels, n_fft//2+1) float32 triangular filters on the HTK mel scale, peak 1."""
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float,
+                   scale: str = "htk", norm: str | None = None) -> np.ndarray:
+    """(n_mels, n_fft//2+1) float32 triangular filters, peak 1; on the HTK or Slaney mel scale;
+    ``norm="slaney"`` divides each by half its bandwidth in Hz (unit area, as librosa does)."""
     fft_freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
-    mel_pts = np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2)
-    hz_pts = mel_to_hz(mel_pts)
+    mel_pts = np.linspace(hz_to_mel(f_min, scale), hz_to_mel(f_max, scale), n_mels + 2)
+    hz_pts = mel_to_hz(mel_pts, scale)
     lower, centre, upper = hz_pts[:-2, None], hz_pts[1:-1, None], hz_pts[2:, None]
     up = (fft_freqs[None, :] - lower) / (centre - lower)
     down = (upper - fft_freqs[None, :]) / (upper - centre)
     fb = np.maximum(0.0, np.minimum(up, down))
+    if norm == "slaney":
+        fb *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]
+    fb = fb.astype(np.float32)
     fb.setflags(write=False)
-    return fb.astype(np.float32)
+    return fb
+
+
+def filterbank_for(cfg: FrontendConfig) -> np.ndarray:
+    return mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max, cfg.mel_scale, cfg.mel_norm)
+
+
+def compress(mel: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
+    """The front end's amplitude compression of a mel power array (any layout)."""
+    if cfg.compression == "log10_1p":
+        return np.log10(1.0 + np.float32(cfg.log_gain) * mel)
+    return np.log(np.maximum(mel, cfg.log_floor))
 
 
 @lru_cache(maxsize=8)
@@ -76,9 +110,8 @@ def log_mel(x: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray
     frames = frame_signal(x, cfg.n_fft, cfg.hop_length) * hann_window(cfg.n_fft)
     spec = np.fft.rfft(frames, axis=-1)
     power = (spec.real.astype(np.float32) ** 2 + spec.imag.astype(np.float32) ** 2)
-    fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max)
-    mel = power @ fb.T  # (frames, n_mels)
-    return np.log(np.maximum(mel, cfg.log_floor)).T.astype(np.float32, copy=False)
+    mel = power @ filterbank_for(cfg).T  # (frames, n_mels)
+    return compress(mel, cfg).T.astype(np.float32, copy=False)
 
 
 def log_mel_batch(signals: list[np.ndarray], cfg: FrontendConfig = FrontendConfig()):

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _ext
 from .config import FrontendConfig
-from .features import hann_window, log_mel_batch, mel_filterbank
+from .features import filterbank_for, hann_window, log_mel_batch
 
 _ATTENTION_HEAD_DIMS = (32, 64, 128)
 
@@ -88,14 +88,15 @@ def log_mel_batch_fast(signals, cfg: FrontendConfig = FrontendConfig(), lengths=
     if len(lens) == 0:
         raise ValueError("log_mel_batch_fast: the batch is empty")
     use_kernel, _ = log_mel_kernel_for("cpu")
-    if not use_kernel:
+    # the compiled kernel implements the "log" compression only (any filterbank)
+    if not use_kernel or cfg.compression != "log":
         return log_mel_batch([batch[i, : lens[i]] for i in range(len(lens))], cfg)
     mels = _ext._C.log_mel(batch, lens, *_frontend_constants(cfg), hop=cfg.hop_length, log_floor=cfg.log_floor)
     return mels, 1 + lens // cfg.hop_length
 
 
 def _frontend_constants(cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
-    return hann_window(cfg.n_fft), mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max)
+    return hann_window(cfg.n_fft), filterbank_for(cfg)
 
 
 def _log_mel_torch(signals, cfg, lengths, out_dtype):
@@ -115,7 +116,7 @@ def _log_mel_torch(signals, cfg, lengths, out_dtype):
     out_dtype = torch.float32 if out_dtype is None else out_dtype
     device = signals.device
     use_kernel, _ = log_mel_kernel_for(device)
-    if device.type == "cpu" and out_dtype != torch.float32:
+    if (device.type == "cpu" and out_dtype != torch.float32) or cfg.compression != "log":
         use_kernel = False
     frame_lengths = torch.from_numpy(1 + lens // cfg.hop_length).to(device)
     if not use_kernel:
