@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
-import math
 import os
 import platform
 import sys
@@ -28,7 +28,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mersdk import _ext, ops
 from mersdk.config import FrontendConfig
@@ -62,7 +61,9 @@ def timed_pair(kernel, baseline, device: str, warmup: int, repeats: int, budget_
 
 def stats(times: list[float]) -> dict:
     a = np.array(times)
-    return {"median_s": float(np.median(a)), "p95_s": float(np.percentile(a, 95)), "n": len(times)}
+    # min: the least disturbed run on a shared machine; median/p95: what a caller sees under the same load
+    return {"median_s": float(np.median(a)), "p95_s": float(np.percentile(a, 95)), "min_s": float(a.min()),
+            "n": len(times)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,12 +110,6 @@ def bench_log_mel(device: str, batches: list[int], args) -> list[dict]:
 # --------------------------------------------------------------------------------------------------
 
 
-def sdpa_attention(q, k, v, key_mask):
-    has_keys = key_mask.any(dim=1)[:, None, None, None]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
-    return torch.where(has_keys, out, torch.zeros((), dtype=out.dtype, device=out.device))
-
-
 def gated_step(attention, a, h, q, k, v, key_mask, out_proj, gate):
     """FusionBlock's cross step after q/k/v: out-projection, gate over [h, c], residual."""
     B, H, Tq, D = q.shape
@@ -139,14 +134,14 @@ def bench_attention(device: str, batches: list[int], dtype: torch.dtype, args) -
         key_mask = (torch.arange(Tk)[None, :] < valid[:, None]).to(device)
         a = torch.randn(B, Tq, d, generator=g).to(device, dtype)
         h = torch.randn(B, Tq, d, generator=g).to(device, dtype)
-        assert ops.attention_kernel_for(q, k)[0], ops.attention_kernel_for(q, k)[1]
-        max_diff = float((ops.cross_attention(q, k, v, key_mask) - sdpa_attention(q, k, v, key_mask)).abs().max())
+        kernel_attention = functools.partial(ops.cross_attention, impl="kernel")
+        max_diff = float((kernel_attention(q, k, v, key_mask) - ops.sdpa_attention(q, k, v, key_mask)).abs().max())
         flops = 4.0 * B * H * Tq * Tk * D
         cases = [
-            ("attention", lambda: ops.cross_attention(q, k, v, key_mask),
-             lambda: sdpa_attention(q, k, v, key_mask), "F.scaled_dot_product_attention"),
-            ("attention+gate", lambda: gated_step(ops.cross_attention, a, h, q, k, v, key_mask, out_proj, gate),
-             lambda: gated_step(sdpa_attention, a, h, q, k, v, key_mask, out_proj, gate), "SDPA + out-proj + gate"),
+            ("attention", lambda: kernel_attention(q, k, v, key_mask),
+             lambda: ops.sdpa_attention(q, k, v, key_mask), "F.scaled_dot_product_attention"),
+            ("attention+gate", lambda: gated_step(kernel_attention, a, h, q, k, v, key_mask, out_proj, gate),
+             lambda: gated_step(ops.sdpa_attention, a, h, q, k, v, key_mask, out_proj, gate), "SDPA + out-proj + gate"),
         ]
         for name, kernel, baseline, baseline_name in cases:
             t_k, t_b = map(stats, timed_pair(kernel, baseline, device, args.warmup, args.repeats, args.budget))
@@ -162,6 +157,50 @@ def bench_attention(device: str, batches: list[int], dtype: torch.dtype, args) -
             print(f"  {name} {dtype} B={B}: kernel {t_k['median_s'] * 1e3:.3f} ms, "
                   f"baseline {t_b['median_s'] * 1e3:.3f} ms", file=sys.stderr)
     return rows
+
+
+@torch.inference_mode()
+def sweep_cpu_attention(args) -> list[dict]:
+    """The measurements behind ops' CPU attention rule: compiled kernel vs SDPA vs the matmul
+    reference (model.masked_attention) over batch x key length at the model's head shapes."""
+    from mersdk.model import masked_attention
+
+    rows = []
+    H, Tq = 4, args.sweep_tq
+    for D in args.sweep_head_dims:
+        for Tk in args.sweep_tk:
+            for B in args.sweep_batches:
+                g = torch.Generator().manual_seed(B * 1000 + Tk)
+                q, k, v = (torch.randn(B, H, T, D, generator=g) for T in (Tq, Tk, Tk))
+                key_mask = torch.arange(Tk)[None, :] < torch.randint(1, Tk + 1, (B,), generator=g)[:, None]
+                kernel = lambda: ops.cross_attention(q, k, v, key_mask, impl="kernel")  # noqa: E731
+                sdpa = lambda: ops.sdpa_attention(q, k, v, key_mask)  # noqa: E731
+                ref = lambda: masked_attention(q, k, v, key_mask)  # noqa: E731
+                t_k, t_s = map(stats, timed_pair(kernel, sdpa, "cpu", args.warmup, args.repeats, args.budget))
+                t_r = stats(timed_pair(ref, ref, "cpu", 1, max(3, args.repeats // 4), args.budget / 4)[0])
+                rows.append({"op": "attention_sweep", "device": "cpu", "threads": torch.get_num_threads(),
+                             "batch": B, "heads": H, "q_len": Tq, "k_len": Tk, "head_dim": D,
+                             "kernel": t_k, "sdpa": t_s, "reference": t_r,
+                             "sdpa_over_kernel": t_s["median_s"] / t_k["median_s"],
+                             "sdpa_over_kernel_min": t_s["min_s"] / t_k["min_s"],
+                             "reference_over_kernel": t_r["median_s"] / t_k["median_s"]})
+                print(f"  sweep D={D} Tk={Tk} B={B}: kernel {t_k['median_s'] * 1e3:.3f} ms, "
+                      f"sdpa {t_s['median_s'] * 1e3:.3f} ms, reference {t_r['median_s'] * 1e3:.3f} ms",
+                      file=sys.stderr)
+    return rows
+
+
+def sweep_markdown(rows: list[dict]) -> str:
+    lines = ["| threads | D | Tk | batch | kernel min / median (ms) | SDPA min / median (ms) | reference median (ms) "
+             "| SDPA / kernel (min, median) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        k, s = r["kernel"], r["sdpa"]
+        lines.append(f"| {r['threads']} | {r['head_dim']} | {r['k_len']} | {r['batch']} | "
+                     f"{k['min_s'] * 1e3:.3f} / {k['median_s'] * 1e3:.3f} | {s['min_s'] * 1e3:.3f} / "
+                     f"{s['median_s'] * 1e3:.3f} | {r['reference']['median_s'] * 1e3:.3f} | "
+                     f"{r['sdpa_over_kernel_min']:.2f}x, {r['sdpa_over_kernel']:.2f}x |")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,7 +247,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--batches", type=int, nargs="+", help="default: cpu 1 4 16 64; cuda 1 .. 256")
-    p.add_argument("--ops", nargs="+", choices=["log_mel", "attention"], default=["log_mel", "attention"])
+    p.add_argument("--ops", nargs="+", choices=["log_mel", "attention", "attention_sweep"],
+                   default=["log_mel", "attention"],
+                   help="attention_sweep (CPU): the measurements behind ops' CPU attention rule")
+    p.add_argument("--sweep-batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    p.add_argument("--sweep-tk", type=int, nargs="+", default=[16, 64, 93, 256])
+    p.add_argument("--sweep-tq", type=int, default=93)
+    p.add_argument("--sweep-head-dims", type=int, nargs="+", default=[32, 64])
     p.add_argument("--dtypes", nargs="+", default=None, help="attention dtypes (cuda: float32 float16 bfloat16)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=20)
@@ -228,9 +273,15 @@ def main() -> None:
     if "attention" in args.ops:
         for dt in dtypes:
             rows += bench_attention(args.device, batches, getattr(torch, dt), args)
+    if "attention_sweep" in args.ops:
+        if args.device != "cpu":
+            sys.exit("attention_sweep is a CPU measurement (the CUDA kernel is always used)")
+        rows += sweep_cpu_attention(args)
     info = machine_info(args.device)
     info["load_average_before_run"] = load_before
-    table = markdown(rows)
+    main_rows = [r for r in rows if r["op"] != "attention_sweep"]
+    sweep_rows = [r for r in rows if r["op"] == "attention_sweep"]
+    table = "\n\n".join(([markdown(main_rows)] if main_rows else []) + ([sweep_markdown(sweep_rows)] if sweep_rows else []))
     print(f"machine: {info['cpu']} ({info['logical_cores']} logical cores, torch threads {info['torch_threads']})"
           + (f", GPU {info['gpu']['name']}" if "gpu" in info else ""))
     print(table)

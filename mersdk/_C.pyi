@@ -5,9 +5,6 @@ import numpy.typing as npt
 def build_info() -> dict[str, object]:
     """{'version': str, 'cuda': bool, 'openmp': bool, 'compiler': str}"""
 
-def audio_stats(x: npt.NDArray[np.float32]) -> tuple[float, float, int]:
-    """x: float32[n], C-contiguous -> (peak |x|, rms, number of NaN/Inf samples)."""
-
 def log_mel(
     signal: object,
     lengths: npt.NDArray[np.int64],
@@ -16,6 +13,8 @@ def log_mel(
     *,
     hop: int,
     log_floor: float,
+    compression: str = "log",
+    log_gain: float = 1.0,
     out: object | None = None,
     stream: int = 0,
 ) -> object:
@@ -23,7 +22,8 @@ def log_mel(
 
     signal: float32 (B, N) C-contiguous; NumPy / DLPack (CPU) or DLPack / __cuda_array_interface__
     (CUDA). lengths: host int64 (B,), each in [0, N]. window: host float32 (n_fft,). filterbank:
-    host float32 (n_mels, n_fft//2+1). out: (B, n_mels, 1 + max(lengths)//hop); CPU float32
+    host float32 (n_mels, n_fft//2+1). compression of the mel power P: "log" = ln(max(P, log_floor)),
+    "log10_1p" = log10(1 + log_gain*P). out: (B, n_mels, 1 + max(lengths)//hop); CPU float32
     (allocated and returned as NumPy when None); CUDA float32/float16/bfloat16, required.
     Frames t >= 1 + lengths[b]//hop are 0. stream: cudaStream_t as int (0 = legacy default).
     Returns `out`. TypeError for a wrong dtype/kind, ValueError for a wrong shape/layout/device."""

@@ -2,8 +2,9 @@
 references as fallback. This is the one place that decides whether a compiled kernel (``mersdk._C``)
 runs: it does when the extension is present, was built for the input's device, and supports the
 dtype/shape; otherwise the reference runs (``mersdk.features.log_mel_batch``,
-``mersdk.model.masked_attention``). ``log_mel_kernel_for`` / ``attention_kernel_for`` say which one a
-call would use and why. ``EmotionModel`` calls ``cross_attention`` and the Recognizer calls
+``mersdk.model.masked_attention``). On CPU the attention kernel runs only at the shapes where it was
+measured faster than PyTorch's SDPA, which runs at the others (``_cpu_prefers_sdpa``).
+``log_mel_kernel_for`` / ``attention_kernel_for`` say which one a call would use and why. ``EmotionModel`` calls ``cross_attention`` and the Recognizer calls
 ``log_mel_batch_fast``, so both pick up the kernels without a second code path.
 
 Importing this module does not import torch: the ONNX Runtime backend (no torch installed) uses the
@@ -88,15 +89,20 @@ def log_mel_batch_fast(signals, cfg: FrontendConfig = FrontendConfig(), lengths=
     if len(lens) == 0:
         raise ValueError("log_mel_batch_fast: the batch is empty")
     use_kernel, _ = log_mel_kernel_for("cpu")
-    # the compiled kernel implements the "log" compression only (any filterbank)
-    if not use_kernel or cfg.compression != "log":
+    if not use_kernel:
         return log_mel_batch([batch[i, : lens[i]] for i in range(len(lens))], cfg)
-    mels = _ext._C.log_mel(batch, lens, *_frontend_constants(cfg), hop=cfg.hop_length, log_floor=cfg.log_floor)
+    mels = _ext._C.log_mel(batch, lens, *_frontend_constants(cfg), **_frontend_options(cfg))
     return mels, 1 + lens // cfg.hop_length
 
 
 def _frontend_constants(cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
     return hann_window(cfg.n_fft), filterbank_for(cfg)
+
+
+def _frontend_options(cfg: FrontendConfig) -> dict:
+    """The kernel's keyword arguments for this front end (the filterbank carries mel_scale/mel_norm)."""
+    return {"hop": cfg.hop_length, "log_floor": cfg.log_floor, "compression": cfg.compression,
+            "log_gain": cfg.log_gain}
 
 
 def _log_mel_torch(signals, cfg, lengths, out_dtype):
@@ -116,7 +122,7 @@ def _log_mel_torch(signals, cfg, lengths, out_dtype):
     out_dtype = torch.float32 if out_dtype is None else out_dtype
     device = signals.device
     use_kernel, _ = log_mel_kernel_for(device)
-    if (device.type == "cpu" and out_dtype != torch.float32) or cfg.compression != "log":
+    if device.type == "cpu" and out_dtype != torch.float32:
         use_kernel = False
     frame_lengths = torch.from_numpy(1 + lens // cfg.hop_length).to(device)
     if not use_kernel:
@@ -126,8 +132,7 @@ def _log_mel_torch(signals, cfg, lengths, out_dtype):
     x = signals.detach().to(torch.float32).contiguous()
     n_frames = 1 + int(lens.max()) // cfg.hop_length
     out = torch.empty((x.shape[0], cfg.n_mels, n_frames), device=device, dtype=out_dtype)
-    _ext._C.log_mel(x, lens, *_frontend_constants(cfg), hop=cfg.hop_length, log_floor=cfg.log_floor, out=out,
-                    stream=_stream_of(x))
+    _ext._C.log_mel(x, lens, *_frontend_constants(cfg), **_frontend_options(cfg), out=out, stream=_stream_of(x))
     return out, frame_lengths
 
 
@@ -135,45 +140,95 @@ def _log_mel_torch(signals, cfg, lengths, out_dtype):
 # cross-attention
 
 
+# CPU: the compiled kernel or PyTorch's SDPA, whichever was measured faster at the shape. Measured
+# single-threaded on the 2-core development machine (`python benchmarks/kernels.py --ops attention_sweep`,
+# benchmarks/results/kernels_cpu_attention_sweep_1thread.json; H=4, Tq=93, ragged key lengths): SDPA
+# takes 0.62-0.94x the kernel's time at batch 1 in 7 of 8 shapes, and 0.77-0.93x at head dim 32 with
+# <= 64 keys up to batch 16; elsewhere the kernel takes 0.3-1.0x SDPA's time (it skips masked keys).
+_CPU_SDPA_MAX_K_LEN_D32 = 64
+_CPU_SDPA_MAX_BATCH_D32 = 16
+_PREFERS_SDPA = "PyTorch SDPA: measured faster than the CPU kernel at this shape (ops._cpu_prefers_sdpa)"
+
+
+def _cpu_prefers_sdpa(batch: int, k_len: int, head_dim: int) -> bool:
+    return batch == 1 or (head_dim <= 32 and k_len <= _CPU_SDPA_MAX_K_LEN_D32 and batch <= _CPU_SDPA_MAX_BATCH_D32)
+
+
+def _static_attention_choice(kind: str, dtype_name: str | None, head_dim: int | None) -> tuple[bool, str]:
+    """The part of the decision that depends only on device, dtype and head dim (shared with describe)."""
+    if not _ext.available():
+        return False, f"mersdk._C is not installed ({_ext.IMPORT_ERROR})"
+    if head_dim is not None and head_dim not in _ATTENTION_HEAD_DIMS:
+        return False, f"head dim {head_dim} is not one of {_ATTENTION_HEAD_DIMS}"
+    if kind == "cpu":
+        if dtype_name not in (None, "float32"):
+            return False, f"the CPU kernel takes float32, not {dtype_name}"
+        return True, "compiled CPU kernel"
+    if kind == "cuda":
+        if not extension_has_cuda():
+            return False, "mersdk._C was built without CUDA"
+        if dtype_name not in (None, "float32", "float16", "bfloat16"):
+            return False, f"the CUDA kernel takes float32/float16/bfloat16, not {dtype_name}"
+        return True, "compiled CUDA kernel"
+    return False, f"no kernel for device type {kind!r}"
+
+
 def attention_kernel_for(q, k) -> tuple[bool, str]:
     """(uses the compiled kernel?, why) for masked attention on these torch tensors."""
     import torch
 
-    if not _ext.available():
-        return False, f"mersdk._C is not installed ({_ext.IMPORT_ERROR})"
     if torch.compiler.is_exporting() or torch.compiler.is_compiling() or torch.jit.is_tracing():
         # an exported/compiled graph must stay portable (ONNX, TensorRT): it keeps the reference ops
         return False, "tracing for export or torch.compile: the graph keeps the reference"
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
         return False, "the kernel has no backward pass; autograd needs the reference"
-    if q.shape[-1] not in _ATTENTION_HEAD_DIMS:
-        return False, f"head dim {q.shape[-1]} is not one of {_ATTENTION_HEAD_DIMS}"
-    if q.device.type == "cpu":
-        if q.dtype != torch.float32:
-            return False, f"the CPU kernel takes float32, not {q.dtype}"
-        return True, "compiled CPU kernel"
-    if q.device.type == "cuda":
-        if not extension_has_cuda():
-            return False, "mersdk._C was built without CUDA"
-        if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            return False, f"the CUDA kernel takes float32/float16/bfloat16, not {q.dtype}"
-        return True, "compiled CUDA kernel"
-    return False, f"no kernel for device type {q.device.type!r}"
+    use, why = _static_attention_choice(q.device.type, str(q.dtype).removeprefix("torch."), q.shape[-1])
+    if use and q.device.type == "cpu" and _cpu_prefers_sdpa(q.shape[0], k.shape[-2], q.shape[-1]):
+        return False, _PREFERS_SDPA
+    return use, why
 
 
-def cross_attention(q, k, v, key_mask):
+def sdpa_attention(q, k, v, key_mask):
+    """``model.masked_attention``'s result through PyTorch's fused SDPA: rows without a valid key,
+    and every row when there are no keys, are zeros."""
+    import torch
+    import torch.nn.functional as F
+
+    if k.shape[-2] == 0:
+        return q.new_zeros(q.shape[:-1] + (v.shape[-1],))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+    has_keys = key_mask.any(dim=1)[:, None, None, None]
+    return torch.where(has_keys, out, torch.zeros((), dtype=out.dtype, device=out.device))
+
+
+_ATTENTION_IMPLS = ("auto", "kernel", "sdpa", "reference")
+
+
+def cross_attention(q, k, v, key_mask, *, impl: str = "auto"):
     """``model.masked_attention`` (same arguments, same result), fused when a kernel applies.
 
     q (B, H, Tq, D); k, v (B, H, Tk, D); key_mask (B, Tk) bool, True = valid. Rows without a valid
-    key -- and every row when Tk == 0, which the reference cannot take -- are zeros."""
+    key -- and every row when Tk == 0, which the reference cannot take -- are zeros. ``impl``:
+    "auto" (``attention_kernel_for`` decides), or "kernel" / "sdpa" / "reference" to force one
+    ("kernel" raises ValueError when it cannot run on these inputs)."""
     import torch
 
     from .model import masked_attention  # here, not at the top: model.py imports this module
 
-    use_kernel = attention_kernel_for(q, k)[0]
-    if k.shape[-2] == 0 and not use_kernel:
-        return q.new_zeros(q.shape[:-1] + (v.shape[-1],))
-    if not use_kernel:
+    if impl not in _ATTENTION_IMPLS:
+        raise ValueError(f"impl must be one of {_ATTENTION_IMPLS}, got {impl!r}")
+    if impl == "auto":
+        use_kernel, why = attention_kernel_for(q, k)
+        impl = "kernel" if use_kernel else ("sdpa" if why == _PREFERS_SDPA else "reference")
+    elif impl == "kernel":
+        use_kernel, why = _static_attention_choice(q.device.type, str(q.dtype).removeprefix("torch."), q.shape[-1])
+        if not use_kernel:
+            raise ValueError(f"cross_attention(impl='kernel'): {why}")
+    if impl == "sdpa":
+        return sdpa_attention(q, k, v, key_mask.to(torch.bool))
+    if impl == "reference":
+        if k.shape[-2] == 0:
+            return q.new_zeros(q.shape[:-1] + (v.shape[-1],))
         return masked_attention(q, k, v, key_mask)
     q, k, v = (t.contiguous() for t in (q, k, v))
     key_mask = key_mask.to(torch.bool).contiguous()
@@ -186,16 +241,13 @@ def describe(device="cpu", head_dim: int | None = None) -> dict[str, str]:
     """Which implementation each hot op takes on ``device`` and why, without running anything
     (``Recognizer.info()["kernels"]``). Inference in float32 is assumed for the attention."""
     lm_use, lm_why = log_mel_kernel_for(device)
-    out = {"log_mel": lm_why if lm_use else f"NumPy reference: {lm_why}"}
     kind = _device_type(device)
-    if not _ext.available():
-        out["attention"] = f"PyTorch reference: mersdk._C is not installed ({_ext.IMPORT_ERROR})"
-    elif head_dim is not None and head_dim not in _ATTENTION_HEAD_DIMS:
-        out["attention"] = f"PyTorch reference: head dim {head_dim} is not one of {_ATTENTION_HEAD_DIMS}"
-    elif kind == "cuda" and not extension_has_cuda():
-        out["attention"] = "PyTorch reference: mersdk._C was built without CUDA"
-    elif kind in ("cpu", "cuda"):
-        out["attention"] = f"compiled {kind.upper() if kind == 'cuda' else 'CPU'} kernel (inference; training keeps the reference)"
+    use, why = _static_attention_choice(kind, None, head_dim)
+    if not use:
+        attention = f"PyTorch reference: {why}"
+    elif kind == "cpu":
+        attention = ("compiled CPU kernel, or PyTorch SDPA at the shapes where it measured faster (batch 1; head dim "
+                     f"32 with <= {_CPU_SDPA_MAX_K_LEN_D32} keys); training keeps the reference")
     else:
-        out["attention"] = f"PyTorch reference: no kernel for device type {kind!r}"
-    return out
+        attention = f"{why} (inference; training keeps the reference)"
+    return {"log_mel": lm_why if lm_use else f"NumPy reference: {lm_why}", "attention": attention}

@@ -1,6 +1,6 @@
-"""The compiled extension mersdk._C: present after `pip install .`, and its CPU routine is correct."""
+"""The compiled extension mersdk._C: present after `pip install .`, imported in one place, and a source tree
+without it still works on the references."""
 
-import numpy as np
 import pytest
 
 from mersdk import _ext
@@ -12,30 +12,6 @@ def test_build_info():
     info = _ext.build_info()
     assert info["extension"] is True and info["version"]
     assert isinstance(info["cuda"], bool)
-
-
-@pytest.mark.parametrize("n", [0, 1, 97, 1025, 3_000_000])
-def test_audio_stats_matches_numpy(n):
-    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
-    peak, rms, bad = _ext._C.audio_stats(x)
-    assert bad == 0
-    assert peak == (np.abs(x).max() if n else 0.0)
-    assert rms == pytest.approx(np.sqrt(np.mean(x.astype(np.float64) ** 2)) if n else 0.0, rel=1e-9)
-
-
-def test_audio_stats_counts_nonfinite():
-    x = np.array([1.0, np.nan, -2.0, np.inf, -np.inf], np.float32)
-    peak, rms, bad = _ext._C.audio_stats(x)
-    assert (peak, bad) == (2.0, 3) and rms == pytest.approx(np.sqrt(2.5))
-
-
-def test_audio_stats_rejects_bad_arrays():
-    with pytest.raises(TypeError, match="float32"):
-        _ext._C.audio_stats(np.zeros(4, np.float64))
-    with pytest.raises(ValueError, match="1-D"):
-        _ext._C.audio_stats(np.zeros((2, 2), np.float32))
-    with pytest.raises(ValueError, match="contiguous"):
-        _ext._C.audio_stats(np.zeros(8, np.float32)[::2])
 
 
 def test_source_tree_without_extension_is_tolerated(tmp_path):

@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 #include <optional>
 
 #include "bindings/array_view.h"
@@ -18,8 +20,8 @@ namespace mersdk::bindings {
 namespace {
 
 py::object log_mel_binding(py::handle signal_obj, py::handle lengths_obj, py::handle window_obj,
-                           py::handle filterbank_obj, int64_t hop, double log_floor, py::object out_obj,
-                           uintptr_t stream) {
+                           py::handle filterbank_obj, int64_t hop, double log_floor, const std::string& compression,
+                           double log_gain, py::object out_obj, uintptr_t stream) {
   ArrayView signal = view_array(signal_obj, "log_mel: signal", stream);
   require_dtype(signal, {DType::kFloat32});
   require_rank(signal, 2);
@@ -48,10 +50,17 @@ py::object log_mel_binding(py::handle signal_obj, py::handle lengths_obj, py::ha
   s.hop = hop;
   s.n_mels = fb.shape[0];
   s.log_floor = static_cast<float>(log_floor);
+  s.log_gain = static_cast<float>(log_gain);
+  if (compression == "log") s.compression = Compression::kLog;
+  else if (compression == "log10_1p") s.compression = Compression::kLog10Plus1;
+  else throw py::value_error("log_mel: compression must be 'log' or 'log10_1p', got '" + compression + "'");
   if (s.batch < 1) throw py::value_error("log_mel: the batch is empty");
   if (s.n_fft < 2) throw py::value_error("log_mel: the window must have at least 2 samples (it sets n_fft)");
   if (hop < 1) throw py::value_error("log_mel: hop must be >= 1, got " + std::to_string(hop));
-  if (!(log_floor > 0.0)) throw py::value_error("log_mel: log_floor must be > 0");
+  if (!(log_floor > 0.0 && std::isfinite(log_floor)))
+    throw py::value_error("log_mel: log_floor must be finite and > 0");
+  if (!(log_gain > 0.0 && std::isfinite(static_cast<float>(log_gain))))
+    throw py::value_error("log_mel: log_gain must be finite (in float32) and > 0");
   require_dim(fb, 1, s.n_bins(), "n_fft//2 + 1");
   const auto* len = static_cast<const int64_t*>(lengths.data);
   int64_t max_len = 0;
@@ -105,14 +114,17 @@ py::object log_mel_binding(py::handle signal_obj, py::handle lengths_obj, py::ha
 
 void register_features(py::module_& m) {
   m.def("log_mel", &log_mel_binding, py::arg("signal"), py::arg("lengths"), py::arg("window"), py::arg("filterbank"),
-        py::kw_only(), py::arg("hop"), py::arg("log_floor"), py::arg("out") = py::none(), py::arg("stream") = 0,
-        R"doc(log_mel(signal, lengths, window, filterbank, *, hop, log_floor, out=None, stream=0) -> out
+        py::kw_only(), py::arg("hop"), py::arg("log_floor"), py::arg("compression") = "log", py::arg("log_gain") = 1.0,
+        py::arg("out") = py::none(), py::arg("stream") = 0,
+        R"doc(log_mel(signal, lengths, window, filterbank, *, hop, log_floor, compression="log", log_gain=1.0,
+        out=None, stream=0) -> out
 
 Fused batch log-mel with the definition of mersdk.features.log_mel.
 signal: float32 (B, N), C-contiguous, on the CPU (NumPy / DLPack) or CUDA (DLPack /
   __cuda_array_interface__); samples at or beyond lengths[b] are read as zero.
 lengths: int64 (B,) host array, each in [0, N].
 window: float32 (n_fft,) host; filterbank: float32 (n_mels, n_fft//2+1) host.
+compression of the mel power P: "log" = ln(max(P, log_floor)); "log10_1p" = log10(1 + log_gain*P).
 out: (B, n_mels, T), T = 1 + max(lengths)//hop; float32 on CPU (allocated when None),
   float32/float16/bfloat16 on CUDA (required). Frames t >= 1 + lengths[b]//hop are 0.
 stream: CUDA stream handle (0 = legacy default); the kernel is queued, not waited for.

@@ -4,7 +4,6 @@
 namespace py = pybind11;
 
 namespace mersdk::bindings {
-void register_audio(py::module_& m);
 void register_features(py::module_& m);
 void register_attention(py::module_& m);
 }
@@ -27,7 +26,6 @@ PYBIND11_MODULE(_C, m) {
     d["compiler"] = __VERSION__;
     return d;
   }, "Build facts: version, whether CUDA kernels and OpenMP were compiled in, compiler.");
-  mersdk::bindings::register_audio(m);
   mersdk::bindings::register_features(m);
   mersdk::bindings::register_attention(m);
 }

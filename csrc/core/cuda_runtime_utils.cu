@@ -1,6 +1,8 @@
 // CUDA runtime helpers behind core/cuda_runtime_utils.h.
 #include "core/cuda_runtime_utils.h"
 
+#include "core/cuda_check.h"
+
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -27,15 +29,13 @@ void stream_wait(void* consumer, void* producer) {
   if (e == cudaSuccess) e = cudaEventRecord(event, static_cast<cudaStream_t>(producer));
   if (e == cudaSuccess) e = cudaStreamWaitEvent(static_cast<cudaStream_t>(consumer), event, 0);
   cudaEventDestroy(event);  // safe while pending: resources go once the event completes
-  if (e != cudaSuccess) throw std::runtime_error(std::string("stream synchronisation failed: ") + cudaGetErrorString(e));
+  check(e, "stream synchronisation failed");
 }
 
 DeviceGuard::DeviceGuard(int device) {
   cudaGetDevice(&previous_);
   if (previous_ != device) {
-    const cudaError_t e = cudaSetDevice(device);
-    if (e != cudaSuccess)
-      throw std::runtime_error(std::string("cudaSetDevice failed: ") + cudaGetErrorString(e));
+    check(cudaSetDevice(device), "cudaSetDevice failed");
   }
 }
 

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/cuda_check.h"
 #include "ops/cross_attention.h"
 
 namespace mersdk {
@@ -19,10 +20,6 @@ constexpr int kWarps = 4;
 constexpr int kRowsPerWarp = 4;
 constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;
 constexpr int kKeyTile = 32;  // one key per lane
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("cross_attention_cuda: ") + what + ": " + cudaGetErrorString(e));
-}
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
@@ -163,7 +160,7 @@ void cross_attention_cuda(const void* q, const void* k, const void* v, const uin
     case DType::kBFloat16: launch_dtype<__nv_bfloat16>(q, k, v, key_mask, s, out, stream); break;
     default: throw std::invalid_argument(std::string("cross_attention (CUDA): unsupported dtype ") + dtype_name(dtype));
   }
-  check(cudaGetLastError(), "launch");
+  cuda::check(cudaGetLastError(), "cross_attention (CUDA): launch");
 }
 
 }  // namespace mersdk

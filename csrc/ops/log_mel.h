@@ -1,5 +1,7 @@
 // log_mel: fused batch log-mel spectrogram (framing, window, real FFT, power, mel projection, log)
 // with the exact definition of mersdk/features.py (`log_mel`, `log_mel_batch`), which is its oracle.
+// Compression of the mel power P: kLog = ln(max(P, log_floor)); kLog10Plus1 = log10(1 + log_gain*P)
+// (FrontendConfig.compression "log" / "log10_1p").
 //
 //   signal (B, N) float32, row b valid for its first lengths[b] samples (the rest read as zero)
 //   -> out (B, n_mels, T), T = 1 + max(lengths)//hop; frame t of row b is centred at t*hop with
@@ -9,6 +11,7 @@
 // (mersdk.features), so there is one definition of them. They and `lengths` are HOST arrays for
 // both devices: they are small, and host lengths let the binding validate them without a sync.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -17,6 +20,8 @@
 
 namespace mersdk {
 
+enum class Compression { kLog, kLog10Plus1 };
+
 struct LogMelShape {
   int64_t batch = 0;      // B
   int64_t n_samples = 0;  // N, row stride of `signal` in elements
@@ -24,7 +29,9 @@ struct LogMelShape {
   int64_t hop = 0;
   int64_t n_mels = 0;
   int64_t n_frames = 0;  // T
-  float log_floor = 1e-5f;
+  Compression compression = Compression::kLog;
+  float log_floor = 1e-5f;  // kLog only
+  float log_gain = 1.0f;    // kLog10Plus1 only
   int64_t n_bins() const { return n_fft / 2 + 1; }
 };
 
@@ -59,6 +66,18 @@ inline void log_mel(Device device, const float* signal, const LogMelHostConstant
   (void)stream;
   throw std::runtime_error("log_mel: this mersdk._C was built without CUDA");
 #endif
+}
+
+// The compression, one definition for both implementations (the float32 arithmetic of
+// features.compress: 1 + gain*P is rounded to float32 before the log, as NumPy does).
+#if defined(__CUDACC__)
+#define MERSDK_HOST_DEVICE __host__ __device__
+#else
+#define MERSDK_HOST_DEVICE
+#endif
+MERSDK_HOST_DEVICE inline float compress_mel(float power, Compression mode, float log_floor, float log_gain) {
+  if (mode == Compression::kLog10Plus1) return log10f(1.0f + log_gain * power);
+  return logf(power > log_floor ? power : log_floor);
 }
 
 // Nonzero band of each filterbank row, so the projection skips the (mostly zero) triangles.

@@ -40,7 +40,8 @@ void log_mel_cpu(const float* signal, const LogMelHostConstants& c, const LogMel
   const pocketfft_r<float> plan(static_cast<size_t>(n_fft));
   const CompactFilterbank fb = compact_filterbank(c.filterbank, n_mels, n_bins);
   const float* window = c.window;
-  const float floor_value = s.log_floor;
+  const Compression mode = s.compression;
+  const float log_floor = s.log_floor, log_gain = s.log_gain;
 
 #if defined(MERSDK_WITH_OPENMP)
 #pragma omp parallel
@@ -96,7 +97,7 @@ void log_mel_cpu(const float* signal, const LogMelHostConstants& c, const LogMel
       for (int64_t m = 0; m < n_mels; ++m) {
         float* o = out_row + m * T + t0;
         for (int64_t j = 0; j < n_here; ++j)
-          o[j] = (t0 + j < valid_frames) ? std::log(std::max(lane(mel[m], j), floor_value)) : 0.0f;
+          o[j] = (t0 + j < valid_frames) ? compress_mel(lane(mel[m], j), mode, log_floor, log_gain) : 0.0f;
       }
     }
   }

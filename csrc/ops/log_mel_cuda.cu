@@ -13,16 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda_check.h"
 #include "ops/log_mel.h"
 
 namespace mersdk {
 namespace {
 
 constexpr int kThreads = 256;
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("log_mel_cuda: ") + what + ": " + cudaGetErrorString(e));
-}
 
 template <typename T> __device__ __forceinline__ T from_float(float v);
 template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
@@ -39,7 +36,8 @@ struct KernelArgs {
   const float* mel_weights;
   int n_fft, log2_half, hop, n_mels, frames_per_block;
   int64_t n_frames;
-  float log_floor;
+  Compression compression;
+  float log_floor, log_gain;
 };
 
 template <typename OutT>
@@ -124,7 +122,7 @@ __global__ void __launch_bounds__(kThreads) log_mel_kernel(KernelArgs a, OutT* _
       const float* p = power + f * (M + 1) + first;
       float acc = 0.0f;
       for (int i = begin; i < end; ++i) acc = fmaf(__ldg(a.mel_weights + i), p[i - begin], acc);
-      v = logf(fmaxf(acc, a.log_floor));
+      v = compress_mel(acc, a.compression, a.log_floor, a.log_gain);
     }
     out_row[static_cast<int64_t>(m) * a.n_frames + t] = from_float<OutT>(v);
   }
@@ -159,9 +157,9 @@ void log_mel_cuda(const float* signal, const LogMelHostConstants& c, const LogMe
   if (!fb.weights.empty()) std::memcpy(host.data() + off_weights, fb.weights.data(), fb.weights.size() * sizeof(float));
 
   unsigned char* dev = nullptr;
-  check(cudaMallocAsync(reinterpret_cast<void**>(&dev), total, stream), "alloc");
+  cuda::check(cudaMallocAsync(reinterpret_cast<void**>(&dev), total, stream), "log_mel (CUDA): alloc");
   // from pageable memory this returns once `host` has been staged, so `host` may die after it
-  check(cudaMemcpyAsync(dev, host.data(), total, cudaMemcpyHostToDevice, stream), "upload");
+  cuda::check(cudaMemcpyAsync(dev, host.data(), total, cudaMemcpyHostToDevice, stream), "log_mel (CUDA): upload");
 
   KernelArgs a;
   a.signal = signal;
@@ -178,7 +176,9 @@ void log_mel_cuda(const float* signal, const LogMelHostConstants& c, const LogMe
   a.n_mels = static_cast<int>(s.n_mels);
   a.frames_per_block = static_cast<int>(std::clamp<int64_t>(4096 / n_fft, 1, 16));
   a.n_frames = s.n_frames;
+  a.compression = s.compression;
   a.log_floor = s.log_floor;
+  a.log_gain = s.log_gain;
 
   const int M = a.n_fft / 2, FB = a.frames_per_block;
   const size_t shared = FB * M * sizeof(float2) + (M / 2) * sizeof(float2) + FB * (M + 1) * sizeof(float);
@@ -198,8 +198,8 @@ void log_mel_cuda(const float* signal, const LogMelHostConstants& c, const LogMe
       throw std::invalid_argument(std::string("log_mel (CUDA): unsupported output dtype ") + dtype_name(out_dtype));
   }
   const cudaError_t launch = cudaGetLastError();
-  check(cudaFreeAsync(dev, stream), "free");
-  check(launch, "launch");
+  cuda::check(cudaFreeAsync(dev, stream), "log_mel (CUDA): free");
+  cuda::check(launch, "log_mel (CUDA): launch");
 }
 
 }  // namespace mersdk
