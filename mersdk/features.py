@@ -53,7 +53,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
                    scale: str = "htk", norm: str | None = None) -> np.ndarray:
     """(n_mels, n_fft//2+1) float32 triangular filters, peak 1; on the HTK or Slaney mel scale;
     ``norm="slaney"`` divides each by half its bandwidth in Hz (unit area, as librosa does)."""
-    fft_freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    fft_freqs = np.arange(n_fft // 2 + 1) * (sample_rate / n_fft)  # bin k's frequency, odd n_fft too
     mel_pts = np.linspace(hz_to_mel(f_min, scale), hz_to_mel(f_max, scale), n_mels + 2)
     hz_pts = mel_to_hz(mel_pts, scale)
     lower, centre, upper = hz_pts[:-2, None], hz_pts[1:-1, None], hz_pts[2:, None]
