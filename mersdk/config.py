@@ -290,7 +290,7 @@ def _check_object(name: str, d: Any, cls: type, complete: bool, prefix: str) -> 
 
 
 def _check_list(name: str, v: Any, lo: int, hi: int) -> None:
-    if not isinstance(v, list):
+    if not isinstance(v, (list, tuple)):  # tuples: a dict from ModelConfig.to_dict()
         raise _fail(name, f"must be a JSON list, got {type(v).__name__}")
     if not lo <= len(v) <= hi:
         raise _fail(name, f"has {len(v)} entries; {lo} to {hi} are supported")
