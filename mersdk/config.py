@@ -8,6 +8,7 @@ build the network from this object, so a checkpoint fully describes the model it
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +16,10 @@ from typing import Any
 from .errors import CheckpointError
 
 # Version of the checkpoint layout (config keys + weight names). Bump on any incompatible change;
-# loading a checkpoint with another value fails with a clear message.
-FORMAT_VERSION = 1
+# loading a checkpoint with a value not in READABLE_FORMATS fails with a clear message.
+# 2: config.json also holds ``model_sha256``, a hash over the model config and the weights' hash.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 
 # Russell quadrants, named by the emotion words the dataset labels them with.
 QUADRANT_LABELS = ("happy", "angry", "sad", "calm")  # Q1..Q4
@@ -137,7 +140,11 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any], *, complete: bool = False) -> "ModelConfig":
+        """Build from JSON data, checked against the schema below first (types, bounds, unknown keys:
+        a ``CheckpointError`` naming the field). Keys not given take their defaults, unless
+        ``complete`` (a checkpoint's config), where every key a format-1 checkpoint holds is required."""
+        check_model_dict(d, complete=complete)
         try:
             d = dict(d)
             d["frontend"] = FrontendConfig(**d.get("frontend", {}))
@@ -149,3 +156,190 @@ class ModelConfig:
             return cls(**d)
         except TypeError as e:  # unknown or missing keys: a config from another version
             raise CheckpointError(f"model config does not match this mersdk version: {e}") from e
+
+
+# Schema of a config's JSON ----------------------------------------------------------------------
+# A checkpoint's config.json is data from outside: every value is checked against these bounds
+# before anything is built from it, so a damaged or hostile file can neither allocate without bound
+# nor divide by zero, and the error names the field. The bounds are generous (the bundled model
+# sits far inside each); widening one is a deliberate change here, with a test.
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An int, float or str field: inclusive range (or length range for str), or a set of choices."""
+
+    kind: type
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple | None = None
+    nullable: bool = False
+
+
+MAX_NAME_CHARS = 64
+MAX_LABEL_CHARS = 256
+FIELD_BOUNDS: dict[str, Bound] = {
+    # the rates audio can be loaded at (mersdk.audio.MIN_SAMPLE_RATE/MAX_SAMPLE_RATE)
+    "frontend.sample_rate": Bound(int, 8000, 192000),
+    "frontend.n_fft": Bound(int, 16, 16384),
+    "frontend.hop_length": Bound(int, 1, 16384),
+    "frontend.n_mels": Bound(int, 1, 512),
+    "frontend.f_min": Bound(float, 0.0, 96000.0),
+    "frontend.f_max": Bound(float, 1.0, 96000.0),
+    "frontend.log_floor": Bound(float, 1e-30, 1.0),
+    "frontend.mel_scale": Bound(str, choices=("htk", "slaney")),
+    "frontend.mel_norm": Bound(str, choices=("slaney",), nullable=True),
+    "frontend.compression": Bound(str, choices=("log", "log10_1p")),
+    "frontend.log_gain": Bound(float, 1e-12, 1e12),
+    "text_encoder.source": Bound(str, 1, 4096),
+    "text_encoder.hidden_size": Bound(int, 1, 8192),
+    "text_encoder.max_tokens": Bound(int, 3, 8192),  # [CLS] + at least one token + [SEP]
+    "d_model": Bound(int, 1, 4096),
+    "n_heads": Bound(int, 1, 256),
+    "n_layers": Bound(int, 0, 64),  # 0: the plain CNN baseline
+    "ffn_dim": Bound(int, 1, 65536),
+    "dropout": Bound(float, 0.0, 0.99),
+    "fusion": Bound(str, choices=("gate", "sum", "none")),
+    "primary_task": Bound(str, 1, MAX_NAME_CHARS),
+    "window_s": Bound(float, 1.0, 600.0),  # the Recognizer takes windows of >= 1 s
+    "hop_s": Bound(float, 0.1, 600.0),
+    "description": Bound(str, 0, 100_000),
+}
+MAX_CNN_STAGES = 16
+CNN_STAGE_BOUNDS = (Bound(int, 1, 2048), Bound(int, 1, 64), Bound(int, 1, 64))  # channels, freq pool, time pool
+MAX_TASKS = 32
+MAX_LABELS = 1024
+# What one window costs the CNN: the mel plus every stage's activations, in values (2^28 floats is
+# 1 GiB per window; the bundled model needs 1.5 million)
+MAX_WINDOW_ACTIVATIONS = 1 << 28
+# Task names become output names beside these, in the model and its ONNX graph
+RESERVED_TASK_NAMES = ("va", "gate", "embedding")
+# Keys every checkpoint of format 1 holds; keys added since (frontend.mel_scale, mel_norm,
+# compression, log_gain, ...) take their defaults when absent, so older checkpoints still load
+REQUIRED_KEYS = (
+    "frontend", "text_encoder", "cnn_stages", "d_model", "n_heads", "n_layers", "ffn_dim", "dropout", "fusion",
+    "tasks", "primary_task", "window_s", "hop_s",
+    "frontend.sample_rate", "frontend.n_fft", "frontend.hop_length", "frontend.n_mels", "frontend.f_min",
+    "frontend.f_max", "frontend.log_floor", "text_encoder.source", "text_encoder.hidden_size",
+    "text_encoder.max_tokens",
+)
+
+
+def _fail(field_name: str, msg: str) -> CheckpointError:
+    return CheckpointError(f"model config field {field_name!r}: {msg}")
+
+
+def _check_value(name: str, v: Any, b: Bound) -> None:
+    if v is None and b.nullable:
+        return
+    if b.kind is int:
+        # bool is an int subclass, and a float with an integer value is still not an int here
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _fail(name, f"must be an integer, got {type(v).__name__} {v!r:.40}")
+    elif b.kind is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise _fail(name, f"must be a number, got {type(v).__name__} {v!r:.40}")
+        if not math.isfinite(v):
+            raise _fail(name, f"must be finite, got {v!r}")
+    elif b.kind is str:
+        if not isinstance(v, str):
+            raise _fail(name, f"must be a string, got {type(v).__name__} {v!r:.40}")
+    if b.choices is not None:
+        if v not in b.choices:
+            allowed = ", ".join(repr(c) for c in b.choices) + (" or null" if b.nullable else "")
+            raise _fail(name, f"must be one of {allowed}, got {v!r:.40}")
+        return
+    size = len(v) if b.kind is str else v
+    if b.lo is not None and size < b.lo or b.hi is not None and size > b.hi:
+        what = "length" if b.kind is str else "value"
+        raise _fail(name, f"{what} {size!r} is outside the supported range [{b.lo:g}, {b.hi:g}]")
+
+
+def _check_object(name: str, d: Any, cls: type, complete: bool, prefix: str) -> None:
+    if not isinstance(d, dict):
+        raise _fail(name, f"must be a JSON object, got {type(d).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in d if k not in known)
+    if unknown:
+        raise CheckpointError(f"model config does not match this mersdk version: unknown key(s) "
+                              f"{', '.join(prefix + k for k in unknown[:8])}")
+    if complete:
+        missing = [k for k in REQUIRED_KEYS if k.startswith(prefix) and "." not in k[len(prefix):]
+                   and k[len(prefix):] not in d]
+        if missing:
+            raise CheckpointError(f"model config is missing required key(s) {', '.join(missing)}")
+    for key, value in d.items():
+        full = prefix + key
+        b = FIELD_BOUNDS.get(full)
+        if b is not None:
+            _check_value(full, value, b)
+            continue
+        default = known[key].default
+        if default is dataclasses.MISSING and known[key].default_factory is not dataclasses.MISSING:
+            default = known[key].default_factory()
+        if dataclasses.is_dataclass(default):  # a nested section without explicit bounds: by its fields
+            _check_object(full, value, type(default), complete, full + ".")
+        elif isinstance(default, (bool, int, float, str)) and full not in ("cnn_stages", "tasks"):
+            # a field without explicit bounds (added later): at least the JSON type of its default
+            kind = float if isinstance(default, float) else type(default)
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise _fail(full, f"must be true or false, got {value!r:.40}")
+            else:
+                _check_value(full, value, Bound(kind))
+
+
+def _check_list(name: str, v: Any, lo: int, hi: int) -> None:
+    if not isinstance(v, (list, tuple)):  # tuples: a dict from ModelConfig.to_dict()
+        raise _fail(name, f"must be a JSON list, got {type(v).__name__}")
+    if not lo <= len(v) <= hi:
+        raise _fail(name, f"has {len(v)} entries; {lo} to {hi} are supported")
+
+
+def check_model_dict(d: Any, *, complete: bool = False) -> None:
+    """Raise ``CheckpointError`` naming the first field of the JSON model config ``d`` that is of the
+    wrong type, out of bounds, unknown or (``complete``) missing; cheap, allocates nothing."""
+    _check_object("model", d, ModelConfig, complete, "")
+    fe = d.get("frontend", {})
+    get = lambda k: fe.get(k, getattr(FrontendConfig, k))  # noqa: E731  (defaults for absent keys)
+    sr, n_fft, hop, n_mels = get("sample_rate"), get("n_fft"), get("hop_length"), get("n_mels")
+    if n_mels > n_fft // 2 + 1:
+        raise _fail("frontend.n_mels", f"{n_mels} mel bands need n_fft >= {2 * (n_mels - 1)} (n_fft is {n_fft})")
+    if not get("f_min") < get("f_max") <= sr / 2:
+        raise _fail("frontend.f_max", f"needs f_min < f_max <= sample_rate / 2; got f_min {get('f_min')}, "
+                                      f"f_max {get('f_max')}, sample_rate {sr}")
+    stages = d.get("cnn_stages", [list(s) for s in ModelConfig.cnn_stages])
+    _check_list("cnn_stages", stages, 1, MAX_CNN_STAGES)
+    for i, st in enumerate(stages):
+        _check_list(f"cnn_stages[{i}]", st, 3, 3)
+        for v, b in zip(st, CNN_STAGE_BOUNDS):
+            _check_value(f"cnn_stages[{i}]", v, b)
+    window_s = d.get("window_s", ModelConfig.window_s)
+    freq, time, total = n_mels, 1 + int(window_s * sr) // hop, n_mels * (1 + int(window_s * sr) // hop)
+    for i, (ch, fp, tp) in enumerate(stages):
+        total += ch * freq * time
+        freq, time = freq // fp, time // tp
+        if freq < 1 or time < 1:
+            raise _fail(f"cnn_stages[{i}]", f"pools {n_mels} mel bands or a {window_s} s window down to nothing")
+    if total > MAX_WINDOW_ACTIVATIONS:
+        raise _fail("cnn_stages", f"one {window_s} s window would need {total:,} activations in the CNN "
+                                  f"(at most {MAX_WINDOW_ACTIVATIONS:,}: frontend, window_s and cnn_stages)")
+    d_model, n_heads = d.get("d_model", ModelConfig.d_model), d.get("n_heads", ModelConfig.n_heads)
+    if d_model % n_heads:
+        raise _fail("n_heads", f"d_model={d_model} is not divisible by n_heads={n_heads}")
+    tasks = d.get("tasks")
+    if tasks is not None:
+        _check_list("tasks", tasks, 1, MAX_TASKS)
+        names = []
+        for i, t in enumerate(tasks):
+            if not isinstance(t, dict) or set(t) != {"name", "labels"}:
+                raise _fail(f"tasks[{i}]", 'must be an object with exactly the keys "name" and "labels"')
+            _check_value(f"tasks[{i}].name", t["name"], Bound(str, 1, MAX_NAME_CHARS))
+            if t["name"] in RESERVED_TASK_NAMES or t["name"] in names:
+                raise _fail(f"tasks[{i}].name", f"{t['name']!r} is reserved or used twice")
+            names.append(t["name"])
+            _check_list(f"tasks[{i}].labels", t["labels"], 2, MAX_LABELS)
+            for label in t["labels"]:
+                _check_value(f"tasks[{i}].labels", label, Bound(str, 1, MAX_LABEL_CHARS))
+            if len(set(t["labels"])) != len(t["labels"]):
+                raise _fail(f"tasks[{i}].labels", "holds a label twice")

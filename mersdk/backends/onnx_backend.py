@@ -19,7 +19,7 @@ import importlib.util
 import numpy as np
 
 from ..errors import BackendUnavailableError
-from ..export import MODEL_INPUTS, TEXT_INPUTS, TEXT_OUTPUT, find_export, probe_export
+from ..export import MODEL_INPUTS, TEXT_INPUTS, TEXT_OUTPUT, export_hint, find_export, probe_export
 from ..text_encoder import split_windows
 from . import BackendSpec, register
 
@@ -59,6 +59,18 @@ def session_options(intra_op_threads=None, inter_op_threads=None, graph_optimiza
     return so
 
 
+def load_session(path, so):
+    """An ORT CPU session; a file that passed the manifest's hash check but that ONNX Runtime cannot
+    load (a forged export) is a BackendUnavailableError naming it, not a raw protobuf error."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types (Fail, InvalidProtobuf, ...)
+        raise BackendUnavailableError(f"backend 'onnx' cannot load {path}: {str(e)[:300]}; "
+                                      f"{export_hint(path.parent)}") from e
+
+
 class OnnxTextEncoder:
     """tokenizers + the text-encoder graph: texts -> per-text token embeddings (or None).
 
@@ -80,9 +92,7 @@ class OnnxTextEncoder:
 
     def run(self, ids: np.ndarray, att: np.ndarray) -> np.ndarray:
         if self._run is None:
-            import onnxruntime as ort
-
-            session = ort.InferenceSession(str(self._path), self._so, providers=["CPUExecutionProvider"])
+            session = load_session(self._path, self._so)
             self._run = lambda i, a: session.run([TEXT_OUTPUT], dict(zip(TEXT_INPUTS, (i, a))))[0]
         return self._run(ids, att)
 
@@ -118,15 +128,13 @@ class OnnxBackend:
     def __init__(self, checkpoint, device: str = "cpu", num_threads: int | None = None, *,
                  intra_op_threads: int | None = None, inter_op_threads: int | None = None,
                  graph_optimization_level: str = "all", allow_spinning: bool = False):
-        import onnxruntime as ort
-
         export, why = find_export(checkpoint)
         if export is None:
             raise BackendUnavailableError(f"backend 'onnx' cannot run here: {why}")
         self.export = export
         self.config = checkpoint.config
         so = session_options(intra_op_threads or num_threads, inter_op_threads, graph_optimization_level, allow_spinning)
-        self.session = ort.InferenceSession(str(export.model_path), so, providers=["CPUExecutionProvider"])
+        self.session = load_session(export.model_path, so)
         self.outputs = export.outputs
         self.text_encoder = OnnxTextEncoder(export, checkpoint.config.text_encoder, so)
 

@@ -55,16 +55,14 @@ class TorchBackend:
     def __init__(self, checkpoint, device: str = "cpu", num_threads: int | None = None, *, dtype: str = "float32"):
         import torch
 
-        from ..checkpoint import load_state_dict
-        from ..model import EmotionModel
+        from ..checkpoint import load_model
         from ..text_encoder import TextEncoder
 
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.device = device
         self.config = checkpoint.config
-        self.model = EmotionModel(checkpoint.config)
-        load_state_dict(checkpoint, self.model)
+        self.model = load_model(checkpoint)  # weight shapes checked against the config before allocating
         if dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(f"dtype must be 'float32', 'float16' or 'bfloat16', not {dtype!r}")
         if dtype != "float32" and device == "cpu":

@@ -24,7 +24,7 @@ import os
 import time
 from pathlib import Path
 
-from ..checkpoint import sha256_file
+from ..checkpoint import atomic_path, sha256_file, write_text_atomic
 from . import MODEL_INPUTS, TEXT_INPUTS
 
 PRECISIONS = ("fp32", "fp16")
@@ -122,7 +122,8 @@ def fp16_onnx(src: Path, dst: Path) -> Path:
     m = onnx.load(str(src))
     keep = [n.name for n in m.graph.node if n.op_type in ("IsInf", "IsNaN")]
     m16 = convert_float_to_float16(m, keep_io_types=True, node_block_list=keep)
-    onnx.save(m16, str(dst))
+    with atomic_path(dst) as tmp:
+        onnx.save(m16, str(tmp))
     return dst
 
 
@@ -134,6 +135,23 @@ def engine_key(target: str, trt, onnx_sha256: str, precision: str, profile: dict
 
 def _fmt(shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _cached_engine_damage(engine_path: Path) -> str | None:
+    """Why a cached engine cannot be trusted (no sidecar, or the engine's hash is not the one the
+    sidecar recorded when it was built), or None."""
+    from ..checkpoint import is_sha256, load_json
+
+    try:
+        recorded = load_json(engine_path.with_suffix(".json"), 1 << 20, "engine sidecar", error=ValueError)
+    except ValueError as e:
+        return f"no usable sidecar ({e})"
+    want = recorded.get("engine_sha256") if isinstance(recorded, dict) else None
+    if not is_sha256(want):
+        return "its sidecar records no engine hash (made by an older mersdk)"
+    if sha256_file(engine_path) != want:
+        return "damaged (its SHA-256 is not the one recorded when it was built)"
+    return None
 
 
 def build_engine(onnx_path, profile: dict, precision: str = "fp16", cache_dir=None, trt=None,
@@ -150,8 +168,11 @@ def build_engine(onnx_path, profile: dict, precision: str = "fp16", cache_dir=No
     key, parts = engine_key(target, trt, sha256_file(onnx_path), precision, profile)
     engine_path = cache / f"{onnx_path.stem}-{precision}-{key}.engine"
     if engine_path.is_file() and not force:
-        log(f"{engine_path}: cached ({parts['tensorrt']}, {target})")
-        return engine_path
+        why = _cached_engine_damage(engine_path)
+        if why is None:
+            log(f"{engine_path}: cached ({parts['tensorrt']}, {target})")
+            return engine_path
+        log(f"{engine_path}: {why}; building it again")
     src = onnx_path
     if precision == "fp16":
         src = fp16_onnx(onnx_path, cache / f"{onnx_path.stem}-fp16-{key}.onnx")
@@ -187,11 +208,14 @@ def build_engine(onnx_path, profile: dict, precision: str = "fp16", cache_dir=No
     blob = builder.build_serialized_network(network, config)
     if blob is None:
         raise RuntimeError(f"{src}: TensorRT failed to build the engine (see the log above)")
-    tmp = engine_path.with_suffix(".tmp")
-    tmp.write_bytes(bytes(blob))
-    os.replace(tmp, engine_path)  # a crash mid-write never leaves a truncated engine under the real name
-    tc_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-    engine_path.with_suffix(".json").write_text(json.dumps(parts, indent=2, sort_keys=True) + "\n")
+    # every cache file goes through a temporary file and a rename: a crash mid-write never leaves a
+    # truncated file under a real name; the sidecar, written last, records the engine's hash
+    with atomic_path(engine_path) as tmp:
+        tmp.write_bytes(bytes(blob))
+    with atomic_path(tc_path) as tmp:
+        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    sidecar = dict(parts, engine_sha256=sha256_file(engine_path))
+    write_text_atomic(engine_path.with_suffix(".json"), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
     log(f"{engine_path}: built in {time.perf_counter() - t0:.1f} s, {engine_path.stat().st_size / 1e6:.1f} MB "
         f"({parts['tensorrt']}, {precision}, target {target})")
     return engine_path

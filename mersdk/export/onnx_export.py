@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -21,10 +22,11 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..checkpoint import load_state_dict, read_checkpoint, sha256_file
+from ..checkpoint import (fsync_file, load_model, read_checkpoint, remove_stale_temps, sha256_file, temp_sibling,
+                          write_text_atomic)
 from ..model import EmotionModel
-from . import (MANIFEST, MANIFEST_VERSION, MODEL_INPUTS, MODEL_ONNX, OPSET, TEXT_INPUTS, TEXT_ONNX, TEXT_OUTPUT,
-               TOKENIZER_JSON)
+from . import (MANIFEST, MANIFEST_VERSION, MODEL_INPUTS, MODEL_ONNX, OPSET, TEXT_INPUTS, TEXT_INT8_ONNX, TEXT_ONNX,
+               TEXT_OUTPUT, TOKENIZER_JSON)
 
 # ONNX Runtime vs PyTorch on the export's own check inputs (fp32 both sides); the measured
 # differences are around 1e-6, so these only catch a wrong graph, not rounding.
@@ -59,9 +61,7 @@ class ExportedTextEncoder(nn.Module):
 
 
 def load_torch_model(checkpoint) -> EmotionModel:
-    model = EmotionModel(checkpoint.config)
-    load_state_dict(checkpoint, model)
-    return model.eval()
+    return load_model(checkpoint)
 
 
 def example_model_inputs(cfg, batch: int = 3, frames: int | None = None, tokens: int = 11, seed: int = 0):
@@ -192,21 +192,20 @@ def export_text_encoder(checkpoint, path: Path, opset: int = OPSET, verbose: boo
     }, hf_tok
 
 
-def _write_tokenizer(hf_tok, folder: Path) -> dict:
+def _write_tokenizer(hf_tok, path: Path) -> dict:
     """tokenizer.json for the ``tokenizers`` library and the special ids the windowing needs."""
-    hf_tok.backend_tokenizer.save(str(folder / TOKENIZER_JSON))
-    return {"file": TOKENIZER_JSON, "cls_id": int(hf_tok.cls_token_id), "sep_id": int(hf_tok.sep_token_id),
-            "pad_id": int(hf_tok.pad_token_id or 0)}
+    hf_tok.backend_tokenizer.save(str(path))
+    return {"file": TOKENIZER_JSON, "sha256": sha256_file(path), "cls_id": int(hf_tok.cls_token_id),
+            "sep_id": int(hf_tok.sep_token_id), "pad_id": int(hf_tok.pad_token_id or 0)}
 
 
-def quantize_text_encoder(folder: Path, manifest: dict) -> dict:
-    """int8 dynamic quantisation of the text encoder's weights (MatMul/Gemm), ~4x smaller."""
+def quantize_text_encoder(src: Path, dst: Path, fp32_entry: dict) -> dict:
+    """int8 dynamic quantisation of the text encoder's weights (MatMul/Gemm), ~4x smaller; ``src``
+    holds the fp32 graph, ``dst`` gets the int8 one (its manifest entry names TEXT_INT8_ONNX)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    src = folder / manifest["text_encoder"]["file"]
-    dst = folder / "text_encoder.int8.onnx"
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-    entry = dict(manifest["text_encoder"], file=dst.name, sha256=sha256_file(dst), precision="int8")
+    entry = dict(fp32_entry, file=TEXT_INT8_ONNX, sha256=sha256_file(dst), precision="int8")
     entry.pop("check_max_abs_diff", None)
     return entry
 
@@ -214,36 +213,66 @@ def quantize_text_encoder(folder: Path, manifest: dict) -> dict:
 def export_onnx(checkpoint=None, out_dir=None, opset: int = OPSET, text_precision: str = "fp32",
                 verbose: bool = False, log=print) -> Path:
     """Write the ONNX export of ``checkpoint`` (default: bundled model) into ``out_dir`` (default:
-    the checkpoint folder). Returns the manifest path."""
+    the checkpoint folder). Returns the manifest path.
+
+    Atomic: every file is written and checked under a temporary name in the folder first; only then
+    is the old manifest removed, the files renamed into place and the new manifest written, last,
+    itself through a temporary file. An export interrupted at any point (an exception, Ctrl-C, a
+    kill) leaves the previous export intact, or no manifest at all (``auto`` then says "no ONNX
+    export"), never a manifest naming files it does not match. Temporary files of a killed export
+    are removed by the next one."""
+    if text_precision not in ("fp32", "int8"):
+        raise ValueError(f"text_precision must be 'fp32' or 'int8', not {text_precision!r}")
     ck = read_checkpoint(checkpoint)
     folder = Path(out_dir) if out_dir is not None else ck.path
     folder.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    model_entry = export_model(ck, folder / MODEL_ONNX, opset, verbose)
-    log(f"{folder / MODEL_ONNX}: {(folder / MODEL_ONNX).stat().st_size / 1e6:.1f} MB, opset {opset}, "
-        f"ORT vs torch max |diff| {model_entry['check_max_abs_diff']:.1e} ({time.perf_counter() - t0:.1f} s)")
-    t1 = time.perf_counter()
-    text_entry, hf_tok = export_text_encoder(ck, folder / TEXT_ONNX, opset, verbose)
-    log(f"{folder / TEXT_ONNX}: {(folder / TEXT_ONNX).stat().st_size / 1e6:.1f} MB, "
-        f"ORT vs torch max |diff| {text_entry['check_max_abs_diff']:.1e} ({time.perf_counter() - t1:.1f} s)")
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "mersdk_version": __version__,
-        "torch_version": torch.__version__,
-        "opset": opset,
-        "weights_sha256": ck.weights_sha256,
-        "model": model_entry,
-        "text_encoder": text_entry,
-        "tokenizer": _write_tokenizer(hf_tok, folder),
-    }
-    if text_precision == "int8":
-        manifest["text_encoder_fp32"] = text_entry
-        manifest["text_encoder"] = quantize_text_encoder(folder, manifest)
-        log(f"{folder / manifest['text_encoder']['file']}: int8 dynamic quantisation, "
-            f"{(folder / manifest['text_encoder']['file']).stat().st_size / 1e6:.1f} MB")
-    elif text_precision != "fp32":
-        raise ValueError(f"text_precision must be 'fp32' or 'int8', not {text_precision!r}")
+    remove_stale_temps(folder)
+    staged: dict[str, Path] = {}  # final name -> temporary file holding its new content
+    try:
+        t0 = time.perf_counter()
+        staged[MODEL_ONNX] = temp_sibling(folder / MODEL_ONNX)
+        model_entry = dict(export_model(ck, staged[MODEL_ONNX], opset, verbose), file=MODEL_ONNX)
+        log(f"{folder / MODEL_ONNX}: {staged[MODEL_ONNX].stat().st_size / 1e6:.1f} MB, opset {opset}, "
+            f"ORT vs torch max |diff| {model_entry['check_max_abs_diff']:.1e} ({time.perf_counter() - t0:.1f} s)")
+        t1 = time.perf_counter()
+        staged[TEXT_ONNX] = temp_sibling(folder / TEXT_ONNX)
+        text_entry, hf_tok = export_text_encoder(ck, staged[TEXT_ONNX], opset, verbose)
+        text_entry = dict(text_entry, file=TEXT_ONNX)
+        log(f"{folder / TEXT_ONNX}: {staged[TEXT_ONNX].stat().st_size / 1e6:.1f} MB, "
+            f"ORT vs torch max |diff| {text_entry['check_max_abs_diff']:.1e} ({time.perf_counter() - t1:.1f} s)")
+        staged[TOKENIZER_JSON] = temp_sibling(folder / TOKENIZER_JSON)
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "mersdk_version": __version__,
+            "torch_version": torch.__version__,
+            "opset": opset,
+            "weights_sha256": ck.weights_sha256,
+            "model": model_entry,
+            "text_encoder": text_entry,
+            "tokenizer": _write_tokenizer(hf_tok, staged[TOKENIZER_JSON]),
+        }
+        if text_precision == "int8":
+            staged[TEXT_INT8_ONNX] = temp_sibling(folder / TEXT_INT8_ONNX)
+            manifest["text_encoder_fp32"] = text_entry
+            manifest["text_encoder"] = quantize_text_encoder(staged[TEXT_ONNX], staged[TEXT_INT8_ONNX], text_entry)
+            log(f"{folder / TEXT_INT8_ONNX}: int8 dynamic quantisation, "
+                f"{staged[TEXT_INT8_ONNX].stat().st_size / 1e6:.1f} MB")
+        _commit(folder, staged, manifest)
+    finally:
+        for tmp in staged.values():  # renamed away on success; on failure the partial files go
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     path = folder / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    log(f"{path}: manifest for weights {ck.model_hash}")
+    log(f"{path}: manifest for weights {ck.weights_sha256[:12]}")
     return path
+
+
+def _commit(folder: Path, staged: dict[str, Path], manifest: dict) -> None:
+    """Put a fully written export in place: old manifest out, files in, new manifest last."""
+    for tmp in staged.values():
+        fsync_file(tmp)
+    with contextlib.suppress(FileNotFoundError):
+        (folder / MANIFEST).unlink()
+    for name, tmp in staged.items():
+        os.replace(tmp, folder / name)
+    write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
