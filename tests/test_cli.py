@@ -39,4 +39,5 @@ def test_info_json():
 
 def test_errors_are_messages_not_tracebacks(tmp_path):
     r = mersdk("predict", tmp_path / "missing.wav", check=False)
-    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+    # an input that failed exits 1 (2 is for usage errors only: issue 12, CLI conventions)
+    assert r.returncode == 1 and "no such file" in r.stderr and "Traceback" not in r.stderr
