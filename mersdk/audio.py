@@ -127,7 +127,8 @@ def _pcm_to_float(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint8:
         return (a.astype(np.float32) - 128.0) / 128.0
     if a.dtype in (np.float32, np.float64, np.float16):
-        return a.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, refused as such
+            return a.astype(np.float32, copy=False)
     raise InvalidAudioError(
         f"unsupported sample dtype {a.dtype}; use float32/float64 in [-1, 1] or int16/int32/uint8 PCM"
     )

@@ -134,7 +134,8 @@ def _names_a_file(s: str) -> bool:
 
 def _probably_a_missing_path(s: str) -> bool:
     """One "word" ending in .txt/.lrc (no whitespace): surely meant as a file name, not as lyrics."""
-    return len(s) < 4096 and s.lower().endswith(_LYRICS_SUFFIXES) and not any(c.isspace() for c in s)
+    return (len(s) < 4096 and "\x00" not in s and s.lower().endswith(_LYRICS_SUFFIXES)
+            and not any(c.isspace() for c in s))
 
 
 def load_lyrics(lyrics) -> Lyrics | None:
