@@ -250,7 +250,8 @@ def _open_checked(source):
         # libsndfile says "File does not exist or is not a regular file" of any file it cannot
         # parse; the file was checked above, so only the parse failed
         why = "format not recognised" if "not a regular file" in str(e) else str(e)
-        raise _NotForLibsndfile(f"{name}: not decodable audio (not a readable audio file for libsndfile: {why})") from None
+        raise _NotForLibsndfile(
+            f"{name}: not decodable audio (not a readable audio file for libsndfile: {why})") from None
     except OSError as e:
         raise AudioDecodeError(f"{name}: cannot open ({e})") from None
     if f.samplerate <= 0 or f.channels <= 0:  # random bytes libsndfile took for a headerless format
@@ -291,7 +292,6 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
     extra is installed, with the same checks and errors. Checks as it goes: NaN/Inf,
     ``max_duration_s``, decode errors. The minimum length is checked by the caller, which knows when
     the stream ended. ``info`` (optional) receives the running stats."""
-    import soundfile as sf
     import soxr
 
     info = info if info is not None else StreamInfo(describe(source))
@@ -305,7 +305,8 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
         sr = _check_rate(f.samplerate)
         info.source_sample_rate = sr
         if max_duration_s is not None and f.frames > 0 and f.frames / sr > max_duration_s:
-            raise AudioTooLongError(f"{name}: {f.frames / sr:.0f} s is longer than max_duration_s={max_duration_s:.0f} s")
+            raise AudioTooLongError(
+                f"{name}: {f.frames / sr:.0f} s is longer than max_duration_s={max_duration_s:.0f} s")
         stream = None if sr == target_rate else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ")
         for block, last in _read_blocks(f, source, name, info):
             mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0])
@@ -424,7 +425,8 @@ def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, in
                 raise AudioDecodeError(f"{name}: no decoder for this stream (protected or unknown codec)")
             # a FairPlay-protected iTunes track keeps its real codec behind the sample entry 'drms'
             if stream.codec_context.codec_tag in ("drms", "drmi", "enca", "p608"):
-                raise AudioDecodeError(f"{name}: the audio is DRM-protected ({stream.codec_context.codec_tag}); it cannot be decoded")
+                raise AudioDecodeError(
+                    f"{name}: the audio is DRM-protected ({stream.codec_context.codec_tag}); it cannot be decoded")
             if not (stream.codec_context.sample_rate or stream.rate):
                 raise AudioDecodeError(f"{refused}; FFmpeg (PyAV) found no sample rate either")
             sr = _check_rate(stream.codec_context.sample_rate or stream.rate)
@@ -435,7 +437,8 @@ def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, in
             # planar float keeps every channel; mixing to mono here (a mean, like soundfile's path)
             # rather than in FFmpeg keeps both decoders' downmix identical
             to_float = av.AudioResampler(format="fltp")
-            stream_rs = None if sr == target_rate else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ")
+            stream_rs = (None if sr == target_rate
+                         else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ"))
             for frame in container.decode(stream):
                 for f in to_float.resample(frame):
                     a = f.to_ndarray()
@@ -464,8 +467,10 @@ def load_audio(source: AudioSource, target_rate: int, sample_rate=None, max_dura
         try:
             a = np.asarray(source)
         except ValueError as e:  # ragged: rows of different lengths
-            raise InvalidAudioError(f"a list of samples must be rectangular (all channels the same length): {e}") from None
+            raise InvalidAudioError(
+                f"a list of samples must be rectangular (all channels the same length): {e}") from None
         return load_audio(a, target_rate, sample_rate, max_duration_s)
     raise InvalidAudioError(
-        f"unsupported audio source {type(source).__name__}: give a path, a file object, bytes, or a NumPy array with sample_rate="
+        f"unsupported audio source {type(source).__name__}: give a path, a file object, bytes, "
+        f"or a NumPy array with sample_rate="
     )

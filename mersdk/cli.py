@@ -161,7 +161,8 @@ def cmd_analyze(args) -> int:
     if not given:
         lyrics, source = _auto_lyrics(args.audio, args.auto_lyrics)
     if source and lyrics is not None and not args.json:
-        print(f"lyrics: {source}" + (" (time-stamped: lines aligned to segments)" if lyrics.timed else " (plain: every segment reads the whole text)"))
+        print(f"lyrics: {source}" + (" (time-stamped: lines aligned to segments)" if lyrics.timed
+                                     else " (plain: every segment reads the whole text)"))
     a = rec.analyze(args.audio, lyrics, window_s=args.window_s, hop_s=args.hop_s, smooth=args.smooth)
     if args.plot:
         plot_analysis(a, lyrics, args.plot, title=f"{args.audio}: {a.summary.label}")
@@ -170,11 +171,13 @@ def cmd_analyze(args) -> int:
         return 0
     s = a.summary
     print(f"{args.audio}: {s.label}  valence {s.valence:+.2f}  arousal {s.arousal:+.2f}  "
-          f"fusion {s.fusion_weight:.2f}  ({len(a.timeline)} segments of {a.window_s:g} s every {a.hop_s:g} s, smooth {a.smooth})")
+          f"fusion {s.fusion_weight:.2f}  ({len(a.timeline)} segments of {a.window_s:g} s every {a.hop_s:g} s, "
+          f"smooth {a.smooth})")
     print(f"{'start':>7} {'end':>7}  {'label':<10} {'val':>6} {'aro':>6} {'fusion':>6}  lyrics")
     for seg in a.timeline:
         first = seg.lyric_lines[0][:40] + (" ..." if len(seg.lyric_lines) > 1 else "") if seg.lyric_lines else ""
-        print(f"{seg.start_s:7.1f} {seg.end_s:7.1f}  {seg.label:<10} {seg.valence:+6.2f} {seg.arousal:+6.2f} {seg.fusion_weight:6.2f}  {first}")
+        print(f"{seg.start_s:7.1f} {seg.end_s:7.1f}  {seg.label:<10} {seg.valence:+6.2f} {seg.arousal:+6.2f} "
+              f"{seg.fusion_weight:6.2f}  {first}")
     if args.plot:
         print(f"plot written to {args.plot}")
     return 0
@@ -195,7 +198,8 @@ def cmd_info(args) -> int:
         data = mersdk.info()
         ck = read_checkpoint(None)
         # whether a backend can run the model depends on the checkpoint too (an ONNX export beside it)
-        data["backends"] = {k: ("available" if v is None else v) for k, v in backends.availability(checkpoint=ck).items()}
+        data["backends"] = {k: ("available" if v is None else v)
+                            for k, v in backends.availability(checkpoint=ck).items()}
         data["model"] = {"path": str(ck.path), "hash": ck.model_hash, "trained": bool(ck.metadata.get("trained")),
                          "labels": {t.name: list(t.labels) for t in ck.config.tasks}}
         from .ops import describe
@@ -209,7 +213,8 @@ def cmd_info(args) -> int:
         kernels = data["kernels"].get("cpu", data["kernels"]) if "kernels" in data else {}
         rows += [(f"kernel {k}", v) for k, v in kernels.items()]
         if "backend" in data:
-            rows.append(("chosen", f"{data['backend']['name']}/{data['backend']['device']}: {data['backend']['reason']}"))
+            b = data["backend"]
+            rows.append(("chosen", f"{b['name']}/{b['device']}: {b['reason']}"))
         m = data["model"]
         rows += [("model", f"{m['path']} ({m['hash']}{', trained' if m['trained'] else ', UNTRAINED placeholder'})"),
                  ("labels", ", ".join(m["labels"][next(iter(m["labels"]))]))]
@@ -225,7 +230,8 @@ def _number(kind, minimum, inclusive: bool = True):
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         if not math.isfinite(v) or v < minimum or (v == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {minimum:g}, got {text}")
+            relation = ">=" if inclusive else ">"
+            raise argparse.ArgumentTypeError(f"must be a finite number {relation} {minimum:g}, got {text}")
         return v
     return parse
 

@@ -9,7 +9,8 @@ from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS
 
 
 def mersdk(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "mersdk", *map(str, args)], capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=300)
+    r = subprocess.run([sys.executable, "-m", "mersdk", *map(str, args)], capture_output=True, text=True,
+                       cwd=tempfile.gettempdir(), timeout=300)
     if check:
         assert r.returncode == 0, r.stderr
     return r
@@ -23,7 +24,8 @@ def test_quickstart_predict_table():
 
 def test_predict_json():
     d = json.loads(mersdk("predict", EXAMPLE_AUDIO, "--lyrics", "we are dancing in the sun", "--json").stdout)
-    assert {"label", "probabilities", "valence", "arousal", "lyrics_used", "fusion_weight", "duration_s", "backend"} <= set(d)
+    keys = {"label", "probabilities", "valence", "arousal", "lyrics_used", "fusion_weight", "duration_s", "backend"}
+    assert keys <= set(d)
     assert d["lyrics_used"] is True and abs(sum(d["probabilities"].values()) - 1) < 1e-6
 
 

@@ -156,8 +156,9 @@ def test_file_objects_that_are_not_seekable_binary_files(tmp_path):
     with os.fdopen(r, "rb") as pipe, os.fdopen(w, "wb"), deadline(10):
         with pytest.raises(mersdk.InvalidAudioError, match="FIFO"):
             load_audio(pipe, 16000)
-    with open("/dev/zero", "rb") as zero, deadline(10), pytest.raises(mersdk.InvalidAudioError, match="character device"):
-        load_audio(zero, 16000)
+    with open("/dev/zero", "rb") as zero, deadline(10):
+        with pytest.raises(mersdk.InvalidAudioError, match="character device"):
+            load_audio(zero, 16000)
 
     class ReadOnly:  # a reader without seek (a network stream, say)
         def read(self, n=-1):
