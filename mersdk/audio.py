@@ -11,16 +11,33 @@ scaled to [-1, 1]. Shape (n,) is mono; (n, channels) is soundfile's layout; (cha
 most 8 channels and fewer channels than samples is also accepted. Channels are averaged.
 
 Limits: shorter than ``MIN_DURATION_S`` raises ``AudioTooShortError`` (the CNN needs that many
-frames to give one audio token); sample rates outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE] raise
-``InvalidAudioError``; NaN or Inf samples raise ``InvalidAudioError``. Files are decoded block by
-block and resampled as a stream, so a long file never holds more than its resampled mono signal
-(16 kHz float32: 230 MB per hour); ``max_duration_s`` refuses longer files before decoding.
+frames to give one audio token); sample rates outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], or not a
+finite number (a str, inf, a bool), raise ``InvalidAudioError``; NaN or Inf samples, and samples
+beyond ``MAX_SAMPLE_ABS`` (no audio in [-1, 1]; such values overflow the log-mel power into NaN),
+raise ``InvalidAudioError``. Files are decoded block by block and resampled as a stream, so a long
+file never holds more than its resampled mono signal (16 kHz float32: 230 MB per hour);
+``max_duration_s`` refuses longer files before decoding, and longer arrays from their shape and
+sample rate, before any conversion.
+
+Sources: a path must name a regular file (FIFOs, devices, directories, symlink loops are refused
+by name, see ``files.py``); a file object must be binary (``open(path, "rb")``) and seekable (a
+pipe is refused: read it into ``bytes`` first). A file that stops decoding part way (cut
+mid-stream, a damaged tail) gives what decoded before the damage, with a logged warning; one
+where nothing decodes raises ``AudioDecodeError`` ("not decodable audio").
+
+libsndfile's MP3 decoder (libmpg123) prints notes such as "Illegal Audio-MPEG-Header" straight to
+the process's stderr while it probes a damaged file; silencing that would mean redirecting file
+descriptor 2 for the whole process (every thread), so mersdk leaves it.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import math
+import numbers
 import os
+import stat
 from dataclasses import dataclass
 from typing import BinaryIO, Union
 
@@ -33,12 +50,18 @@ from .errors import (
     AudioTooShortError,
     InvalidAudioError,
 )
+from .files import check_regular_file, kind_of
+
+log = logging.getLogger("mersdk.audio")
 
 MIN_DURATION_S = 0.5
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 192000
 _MAX_CHANNELS_FIRST = 8
 _BLOCK_FRAMES = 1 << 18  # frames per decode block (about 5 s at 48 kHz)
+_SALVAGE_FRAMES = 4096  # after a decode error, re-read the failed block in pieces this small
+# 120 dB above full scale; int16-scaled floats (32768) pass, 1e18 would already give NaN log-mels
+MAX_SAMPLE_ABS = 1e6
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, np.ndarray]
 
@@ -69,7 +92,8 @@ def describe(source) -> str:
         return f"array{source.shape}"
     if isinstance(source, (bytes, bytearray)):
         return f"<{len(source)} bytes>"
-    return getattr(source, "name", None) or type(source).__name__
+    name = getattr(source, "name", None)  # an int for a file object made from a descriptor
+    return name if isinstance(name, str) and name else f"<{type(source).__name__}>"
 
 
 def _stats(x: np.ndarray) -> tuple[float, float, int]:
@@ -81,6 +105,17 @@ def _stats(x: np.ndarray) -> tuple[float, float, int]:
     return float(np.max(np.abs(y))), float(np.sqrt(np.mean(y.astype(np.float64) ** 2))), bad
 
 
+def _check_samples(name: str, peak: float, bad: int, total: int) -> None:
+    """The sample checks both arrays and decoded blocks get: NaN/Inf, absurd magnitudes."""
+    if bad:
+        raise InvalidAudioError(f"{name}: {bad} of {total} samples are NaN or Inf")
+    if peak > MAX_SAMPLE_ABS:
+        raise InvalidAudioError(
+            f"{name}: samples reach {peak:.3g}, beyond the limit {MAX_SAMPLE_ABS:g}; float audio is expected "
+            f"in [-1, 1] (int16-scaled floats: divide by 32768)"
+        )
+
+
 def _pcm_to_float(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.int16:
         return a.astype(np.float32) / 32768.0
@@ -89,27 +124,38 @@ def _pcm_to_float(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint8:
         return (a.astype(np.float32) - 128.0) / 128.0
     if a.dtype in (np.float32, np.float64, np.float16):
-        return a.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, refused as such
+            return a.astype(np.float32, copy=False)
     raise InvalidAudioError(
         f"unsupported sample dtype {a.dtype}; use float32/float64 in [-1, 1] or int16/int32/uint8 PCM"
     )
 
 
+def _channels_first(shape: tuple[int, ...]) -> bool:
+    """The layout rule: 1-D is mono; 2-D is (n, channels) unless (channels, n) with few channels."""
+    if len(shape) not in (1, 2):
+        raise InvalidAudioError(f"audio array must be 1-D (mono) or 2-D (multi-channel), got shape {shape}")
+    return len(shape) == 2 and shape[0] <= _MAX_CHANNELS_FIRST and shape[0] < shape[1]
+
+
+def _frames_in(shape: tuple[int, ...]) -> int:
+    return shape[1] if _channels_first(shape) else shape[0]
+
+
 def _to_mono(a: np.ndarray) -> np.ndarray:
+    if _channels_first(a.shape):
+        a = a.T  # (channels, n) -> (n, channels)
     if a.ndim == 1:
         return a
-    if a.ndim != 2:
-        raise InvalidAudioError(f"audio array must be 1-D (mono) or 2-D (multi-channel), got shape {a.shape}")
-    if a.shape[0] <= _MAX_CHANNELS_FIRST and a.shape[0] < a.shape[1]:
-        a = a.T  # (channels, n) -> (n, channels)
     return a.mean(axis=1, dtype=np.float32) if a.shape[1] > 1 else a[:, 0]
 
 
 def _check_rate(sr) -> int:
-    try:
-        sr_int = int(sr)
-    except (TypeError, ValueError):
-        raise InvalidAudioError(f"sample_rate must be an integer number of Hz, got {sr!r}") from None
+    if isinstance(sr, bool) or not isinstance(sr, numbers.Real):  # "44100" is refused, not parsed
+        raise InvalidAudioError(f"sample_rate must be an integer number of Hz, got {type(sr).__name__} {sr!r}")
+    if not math.isfinite(sr):
+        raise InvalidAudioError(f"sample_rate must be a finite number of Hz, got {sr!r}")
+    sr_int = int(sr)
     if sr_int != sr or not MIN_SAMPLE_RATE <= sr_int <= MAX_SAMPLE_RATE:
         raise InvalidAudioError(
             f"sample_rate {sr!r} is outside the supported range {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
@@ -128,8 +174,7 @@ def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 def _finish(x: np.ndarray, sr_in: int, sr_out: int, name: str) -> Audio:
     x = np.ascontiguousarray(x, dtype=np.float32)
     peak, rms, bad = _stats(x)
-    if bad:
-        raise InvalidAudioError(f"{name}: {bad} of {x.size} samples are NaN or Inf")
+    _check_samples(name, peak, bad, x.size)
     if x.size / sr_in < MIN_DURATION_S:
         raise AudioTooShortError(
             f"{name}: {x.size / sr_in:.3f} s of audio; the minimum is {MIN_DURATION_S} s"
@@ -138,7 +183,9 @@ def _finish(x: np.ndarray, sr_in: int, sr_out: int, name: str) -> Audio:
     return Audio(samples=y, sample_rate=sr_out, source_sample_rate=sr_in, peak=float(peak), rms=float(rms))
 
 
-def load_array(a: np.ndarray, sample_rate, target_rate: int, name: str = "array") -> Audio:
+def load_array(a: np.ndarray, sample_rate, target_rate: int, name: str = "array",
+               max_duration_s: float | None = None) -> Audio:
+    """An array -> ``Audio``; its length is checked from its shape before any conversion."""
     if sample_rate is None:
         raise InvalidAudioError(
             "a NumPy array has no sample rate: pass sample_rate=... (e.g. predict(x, sample_rate=44100))"
@@ -147,11 +194,33 @@ def load_array(a: np.ndarray, sample_rate, target_rate: int, name: str = "array"
     a = np.asarray(a)
     if a.size == 0:
         raise AudioTooShortError(f"{name}: the array is empty; the minimum is {MIN_DURATION_S} s")
+    seconds = _frames_in(a.shape) / sr
+    if max_duration_s is not None and seconds > max_duration_s:
+        raise AudioTooLongError(f"{name}: {seconds:.0f} s is longer than max_duration_s={max_duration_s:.0f} s")
     return _finish(_to_mono(_pcm_to_float(a)), sr, target_rate, name)
 
 
 class _NotForLibsndfile(AudioDecodeError):
     """libsndfile refused to open the source: the one case where PyAV may still decode it."""
+
+
+def _check_file_object(f, name: str) -> None:
+    """A file object must give bytes and seek (libsndfile and FFmpeg both seek while probing)."""
+    if isinstance(f, io.TextIOBase) or "b" not in getattr(f, "mode", "b"):
+        raise InvalidAudioError(f"{name}: the file object is open in text mode; open it with open(path, 'rb')")
+    try:
+        st = os.fstat(f.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        st = None  # no descriptor behind it (BytesIO, a custom reader)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise InvalidAudioError(f"{name}: the file object reads {kind_of(st.st_mode)}, not a regular file; "
+                                f"read it into bytes first")
+    try:
+        seekable = f.seekable() if hasattr(f, "seekable") else hasattr(f, "seek")
+    except (OSError, ValueError):  # a closed file
+        seekable = False
+    if not seekable:
+        raise InvalidAudioError(f"{name}: the file object cannot seek (a pipe or socket?); read it into bytes first")
 
 
 def _open_checked(source):
@@ -165,18 +234,27 @@ def _open_checked(source):
         source = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if not os.path.exists(path):
-            raise AudioFileNotFoundError(f"{path}: no such file")
-        if os.path.isdir(path):
-            raise AudioDecodeError(f"{path}: is a directory, not an audio file")
-        if os.path.getsize(path) == 0:
+        # libsndfile reopens the path after this check; a file swapped for a FIFO in between is a
+        # race mersdk does not defend against (it only guards against such files being named)
+        st = check_regular_file(path, error=AudioDecodeError, not_found=AudioFileNotFoundError)
+        if st.st_size == 0:
             raise AudioDecodeError(f"{path}: the file is empty (0 bytes)")
+    else:
+        _check_file_object(source, name)
     try:
-        return sf.SoundFile(source), name
+        f = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise _NotForLibsndfile(f"{name}: not a readable audio file ({e})") from None
+        # libsndfile says "File does not exist or is not a regular file" of any file it cannot
+        # parse; the file was checked above, so only the parse failed
+        why = "format not recognised" if "not a regular file" in str(e) else str(e)
+        raise _NotForLibsndfile(
+            f"{name}: not decodable audio (not a readable audio file for libsndfile: {why})") from None
     except OSError as e:
         raise AudioDecodeError(f"{name}: cannot open ({e})") from None
+    if f.samplerate <= 0 or f.channels <= 0:  # random bytes libsndfile took for a headerless format
+        f.close()
+        raise _NotForLibsndfile(f"{name}: not decodable audio (libsndfile found no sample rate or channels)")
+    return f, name
 
 
 @dataclass
@@ -197,8 +275,7 @@ class StreamInfo:
 def _account_block(info, mono: np.ndarray, name: str, sr: int, max_duration_s) -> None:
     """Checks and running statistics of one decoded mono block, shared by both decoders."""
     p, r, bad = _stats(mono)
-    if bad:
-        raise InvalidAudioError(f"{name}: {bad} decoded samples are NaN or Inf")
+    _check_samples(name, p, bad, mono.size)
     info.peak, info.sumsq = max(info.peak, p), info.sumsq + r * r * mono.size
     info.frames_in += mono.size
     if max_duration_s is not None and info.frames_in / sr > max_duration_s:
@@ -212,7 +289,6 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
     extra is installed, with the same checks and errors. Checks as it goes: NaN/Inf,
     ``max_duration_s``, decode errors. The minimum length is checked by the caller, which knows when
     the stream ended. ``info`` (optional) receives the running stats."""
-    import soundfile as sf
     import soxr
 
     info = info if info is not None else StreamInfo(describe(source))
@@ -226,25 +302,59 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
         sr = _check_rate(f.samplerate)
         info.source_sample_rate = sr
         if max_duration_s is not None and f.frames > 0 and f.frames / sr > max_duration_s:
-            raise AudioTooLongError(f"{name}: {f.frames / sr:.0f} s is longer than max_duration_s={max_duration_s:.0f} s")
+            raise AudioTooLongError(
+                f"{name}: {f.frames / sr:.0f} s is longer than max_duration_s={max_duration_s:.0f} s")
         stream = None if sr == target_rate else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ")
-        while True:
-            try:
-                block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
-            except sf.LibsndfileError as e:
-                raise AudioDecodeError(
-                    f"{name}: decoding failed after {info.frames_in / sr:.1f} s ({e}); the file may be truncated or corrupt"
-                ) from None
-            last = len(block) < _BLOCK_FRAMES
+        for block, last in _read_blocks(f, source, name, info):
             mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0])
             _account_block(info, mono, name, sr, max_duration_s)
             out = stream.resample_chunk(mono, last=last) if stream else mono
             if out.size:
                 yield np.ascontiguousarray(out, dtype=np.float32)
-            if last:
-                break
     if info.frames_in == 0:
-        raise AudioDecodeError(f"{name}: contains no audio frames (empty or truncated file)")
+        raise AudioDecodeError(f"{name}: not decodable audio (no audio frames: an empty, truncated or corrupt file)")
+
+
+def _read_blocks(f, source, name: str, info: StreamInfo):
+    """Yield (block, last) from an open SoundFile. A decode error (a file cut mid-stream, a damaged
+    tail) fails a whole large read, so the failed block is read again in small pieces from a fresh
+    handle (the failed one may have lost its position): what decodes before the damage is used,
+    with a warning. An error before any frame decoded raises ``AudioDecodeError``."""
+    import soundfile as sf
+
+    done = 0
+    while True:
+        try:
+            block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        except sf.LibsndfileError as e:
+            failure = e
+            break
+        done += len(block)
+        last = len(block) < _BLOCK_FRAMES
+        yield block, last
+        if last:
+            return
+    pieces, salvaged = [], 0
+    if hasattr(source, "seek"):
+        source.seek(0)
+    try:
+        g, _ = _open_checked(source)
+        with g:
+            g.seek(done)
+            while True:
+                piece = g.read(_SALVAGE_FRAMES, dtype="float32", always_2d=True)
+                pieces.append(piece)
+                salvaged += len(piece)
+                if len(piece) < _SALVAGE_FRAMES:
+                    break
+    except (sf.LibsndfileError, AudioDecodeError, RuntimeError, OSError):
+        pass  # reached the damage: stop here
+    if done + salvaged == 0:
+        raise AudioDecodeError(f"{name}: not decodable audio (decoding failed at the start: {failure})") from None
+    log.warning("%s: decoding stopped after %.1f s (%s); the file may be truncated or corrupt: using what decoded",
+                name, (done + salvaged) / f.samplerate, failure)
+    tail = np.concatenate(pieces) if pieces else np.zeros((0, f.channels), np.float32)
+    yield tail, True
 
 
 def load_file(source, target_rate: int, max_duration_s: float | None = None) -> Audio:
@@ -261,6 +371,29 @@ def load_file(source, target_rate: int, max_duration_s: float | None = None) -> 
 
 
 PYAV_EXTRA_HINT = 'AAC/M4A, ALAC and WMA need the decoders extra: pip install "mersdk[decoders]"'
+# What only PyAV decodes, by name or by its first bytes: the extra is worth naming only for these.
+_PYAV_SUFFIXES = (".m4a", ".m4b", ".m4p", ".mp4", ".aac", ".alac", ".wma", ".asf", ".3gp", ".webm", ".mka")
+_ASF_MAGIC = bytes.fromhex("3026b2758e66cf11")
+
+
+def _needs_pyav(source) -> bool:
+    """True when the source looks like a container only FFmpeg opens (MP4/M4A, ADTS AAC, ASF/WMA)."""
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(_PYAV_SUFFIXES):
+        return True
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            head = bytes(source[:16])
+        elif isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:  # a regular file: checked by _open_checked already
+                head = f.read(16)
+        else:
+            source.seek(0)
+            head = source.read(16)
+            source.seek(0)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+    return head[4:8] == b"ftyp" or head.startswith(_ASF_MAGIC) or (len(head) > 1 and head[0] == 0xFF
+                                                                      and head[1] & 0xF6 == 0xF0)
 
 
 def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, info: StreamInfo,
@@ -270,7 +403,7 @@ def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, in
     try:
         import av
     except ImportError:
-        raise AudioDecodeError(f"{refused}; {PYAV_EXTRA_HINT}") from None
+        raise AudioDecodeError(f"{refused}; {PYAV_EXTRA_HINT}" if _needs_pyav(source) else str(refused)) from None
     import soxr
 
     name = info.name = describe(source)
@@ -289,7 +422,10 @@ def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, in
                 raise AudioDecodeError(f"{name}: no decoder for this stream (protected or unknown codec)")
             # a FairPlay-protected iTunes track keeps its real codec behind the sample entry 'drms'
             if stream.codec_context.codec_tag in ("drms", "drmi", "enca", "p608"):
-                raise AudioDecodeError(f"{name}: the audio is DRM-protected ({stream.codec_context.codec_tag}); it cannot be decoded")
+                raise AudioDecodeError(
+                    f"{name}: the audio is DRM-protected ({stream.codec_context.codec_tag}); it cannot be decoded")
+            if not (stream.codec_context.sample_rate or stream.rate):
+                raise AudioDecodeError(f"{refused}; FFmpeg (PyAV) found no sample rate either")
             sr = _check_rate(stream.codec_context.sample_rate or stream.rate)
             info.source_sample_rate = sr
             if max_duration_s is not None and stream.duration and stream.time_base:
@@ -298,7 +434,8 @@ def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, in
             # planar float keeps every channel; mixing to mono here (a mean, like soundfile's path)
             # rather than in FFmpeg keeps both decoders' downmix identical
             to_float = av.AudioResampler(format="fltp")
-            stream_rs = None if sr == target_rate else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ")
+            stream_rs = (None if sr == target_rate
+                         else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ"))
             for frame in container.decode(stream):
                 for f in to_float.resample(frame):
                     a = f.to_ndarray()
@@ -314,20 +451,23 @@ def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, in
     except av.error.FFmpegError as e:
         raise AudioDecodeError(f"{refused}; FFmpeg (PyAV) could not decode it either ({e})") from None
     if info.frames_in == 0:
-        raise AudioDecodeError(f"{name}: contains no audio frames (empty or truncated file)")
+        raise AudioDecodeError(f"{name}: not decodable audio (no audio frames: an empty, truncated or corrupt file)")
 
 
 def load_audio(source: AudioSource, target_rate: int, sample_rate=None, max_duration_s: float | None = None) -> Audio:
     """Any accepted source -> mono float32 ``Audio`` at ``target_rate``; raises ``AudioError``s."""
     if isinstance(source, np.ndarray):
-        a = load_array(source, sample_rate, target_rate)
-        if max_duration_s is not None and a.duration_s > max_duration_s:
-            raise AudioTooLongError(f"array: {a.duration_s:.0f} s is longer than max_duration_s={max_duration_s:.0f} s")
-        return a
+        return load_array(source, sample_rate, target_rate, max_duration_s=max_duration_s)
     if isinstance(source, (str, os.PathLike, bytes, bytearray)) or hasattr(source, "read"):
         return load_file(source, target_rate, max_duration_s)
     if isinstance(source, (list, tuple)):
-        return load_audio(np.asarray(source), target_rate, sample_rate, max_duration_s)
+        try:
+            a = np.asarray(source)
+        except ValueError as e:  # ragged: rows of different lengths
+            raise InvalidAudioError(
+                f"a list of samples must be rectangular (all channels the same length): {e}") from None
+        return load_audio(a, target_rate, sample_rate, max_duration_s)
     raise InvalidAudioError(
-        f"unsupported audio source {type(source).__name__}: give a path, a file object, bytes, or a NumPy array with sample_rate="
+        f"unsupported audio source {type(source).__name__}: give a path, a file object, bytes, "
+        f"or a NumPy array with sample_rate="
     )

@@ -39,6 +39,10 @@ class LyricsError(MersdkError, ValueError):
     """The lyrics could not be used (unreadable file, over the length limit, wrong type)."""
 
 
+class UsageError(MersdkError, ValueError):
+    """An option or argument that cannot work as given (the command line exits with status 2)."""
+
+
 class CheckpointError(MersdkError):
     """A model checkpoint is missing, corrupt, or made for another version or config."""
 

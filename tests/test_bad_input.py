@@ -1,6 +1,5 @@
 """Every bad input gets a typed MersdkError or a documented behaviour; nothing crashes or hangs."""
 
-import io
 import os
 
 import numpy as np
@@ -128,7 +127,8 @@ def test_sample_rates_out_of_range(recognizer, sr):
 
 
 @pytest.mark.parametrize("fmt,subtype,ext", [("WAV", "PCM_16", "wav"), ("FLAC", "PCM_24", "flac"),
-                                             ("OGG", "OPUS", "opus"), ("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3")])
+                                             ("OGG", "OPUS", "opus"), ("OGG", "VORBIS", "ogg"),
+                                             ("MP3", "MPEG_LAYER_III", "mp3")])
 def test_formats(recognizer, tmp_path, fmt, subtype, ext):
     f = tmp_path / f"x.{ext}"
     sr = 48000 if subtype == "OPUS" else 44100

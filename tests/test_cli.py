@@ -9,7 +9,8 @@ from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS
 
 
 def mersdk(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "mersdk", *map(str, args)], capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=300)
+    r = subprocess.run([sys.executable, "-m", "mersdk", *map(str, args)], capture_output=True, text=True,
+                       cwd=tempfile.gettempdir(), timeout=300)
     if check:
         assert r.returncode == 0, r.stderr
     return r
@@ -23,7 +24,8 @@ def test_quickstart_predict_table():
 
 def test_predict_json():
     d = json.loads(mersdk("predict", EXAMPLE_AUDIO, "--lyrics", "we are dancing in the sun", "--json").stdout)
-    assert {"label", "probabilities", "valence", "arousal", "lyrics_used", "fusion_weight", "duration_s", "backend"} <= set(d)
+    keys = {"label", "probabilities", "valence", "arousal", "lyrics_used", "fusion_weight", "duration_s", "backend"}
+    assert keys <= set(d)
     assert d["lyrics_used"] is True and abs(sum(d["probabilities"].values()) - 1) < 1e-6
 
 
@@ -39,4 +41,5 @@ def test_info_json():
 
 def test_errors_are_messages_not_tracebacks(tmp_path):
     r = mersdk("predict", tmp_path / "missing.wav", check=False)
-    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+    # an input that failed exits 1 (2 is for usage errors only: issue 12, CLI conventions)
+    assert r.returncode == 1 and "no such file" in r.stderr and "Traceback" not in r.stderr
