@@ -45,19 +45,22 @@ def source_signal(seconds: float = 1.5, sr: int = 16000, seed: int = 0) -> np.nd
 
 
 def write_clip(path: Path, container: str, seconds: float = 1.5, seed: int = 0) -> Path:
-    """A short clip in ``container`` (a key of SOUNDFILE_CONTAINERS, or "m4a-aac" / "m4a-alac")."""
+    """A short clip in ``container`` (a key of SOUNDFILE_CONTAINERS, or "m4a-aac" / "m4a-alac", or
+    "m4a-aac-faststart": the index (moov) before the audio, so a bigger tag moves the audio)."""
     if container.startswith("m4a"):
-        return _write_with_pyav(path, "aac" if container == "m4a-aac" else "alac", seconds, seed)
+        return _write_with_pyav(path, "alac" if container == "m4a-alac" else "aac", seconds, seed,
+                                faststart=container.endswith("faststart"))
     _, fmt, subtype, sr = SOUNDFILE_CONTAINERS[container]
     sf.write(path, source_signal(seconds, sr, seed), sr, format=fmt, subtype=subtype)
     return path
 
 
-def _write_with_pyav(path: Path, codec: str, seconds: float, seed: int, sr: int = 44100) -> Path:
+def _write_with_pyav(path: Path, codec: str, seconds: float, seed: int, sr: int = 44100, faststart: bool = False) -> Path:
     import av
 
     x = source_signal(seconds, sr, seed)
-    with av.open(str(path), "w", format="ipod" if codec == "alac" else "mp4") as c:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", format="ipod" if codec == "alac" else "mp4", options=options) as c:
         stream = c.add_stream(codec, rate=sr, layout="mono")
         frame = av.AudioFrame.from_ndarray(x[None, :], format="fltp", layout="mono")
         frame.sample_rate = sr

@@ -35,22 +35,24 @@ import time
 from typing import Any, Callable, Iterable
 
 from ..errors import MersdkError
-from .runner import TagSummary, check_extras, predict_rows, prepare_track, tag_row_file
+from .runner import Retag, TagSummary, check_extras, predict_rows, prepare_track, tag_row_file
 from .store import COLUMNS, ParquetStore, open_store
 from .walk import FoundFile, walk_audio
 
 _SKIPPED = "_skipped"
+_RETAGGED = "_retagged"
 
 
 class _TagActor:
     """One Recognizer per actor; ``__call__`` turns a batch of paths into a batch of rows."""
 
     def __init__(self, model, device: str, num_threads: int | None, decode_threads: int,
-                 done: frozenset, write_tags: bool):
+                 done: dict, write_tags: bool, overwrite_mood: bool = False, keep_mtime: bool = False):
         from ..recognizer import Recognizer
 
         self.rec = Recognizer(model=model, device=device, num_threads=num_threads)
         self.done, self.write_tags = done, write_tags
+        self.tag_options = {"overwrite_mood": overwrite_mood, "keep_mtime": keep_mtime}
         self.pool = cf.ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="mersdk-decode")
 
     def __call__(self, batch: dict[str, Any]):
@@ -60,10 +62,13 @@ class _TagActor:
         found = [FoundFile(str(p), str(k)) for p, k in zip(batch["path"], batch["kind"])]
         prepared = list(self.pool.map(lambda f: prepare_track(
             f, sample_rate=rec.config.frontend.sample_rate, model_hash=model_hash,
-            max_duration_s=rec.max_duration_s, done=self.done), found))
+            max_duration_s=rec.max_duration_s, done=self.done, retag=self.write_tags), found))
         rows, tracks = [], []
         for f, p in zip(found, prepared):
-            if p is None:
+            if isinstance(p, Retag):  # analysed before, tags not written yet
+                tag_row_file(p.row, model_hash, dry_run=False, echo=lambda s: None, **self.tag_options)
+                rows.append({**p.row, _RETAGGED: True})
+            elif p is None:
                 rows.append({"path": f.path, "model_hash": model_hash, _SKIPPED: True})
             elif isinstance(p, dict):
                 rows.append(p)
@@ -71,11 +76,11 @@ class _TagActor:
                 tracks.append(p)
         for row in predict_rows(rec, tracks):
             if self.write_tags:
-                tag_row_file(row, model_hash, dry_run=False, echo=lambda s: None)
+                tag_row_file(row, model_hash, dry_run=False, echo=lambda s: None, **self.tag_options)
             rows.append(row)
-        schema = ParquetStore.schema().append(pa.field(_SKIPPED, pa.bool_()))
-        return pa.Table.from_pylist([{**{c: r.get(c) for c in COLUMNS}, _SKIPPED: bool(r.get(_SKIPPED))} for r in rows],
-                                    schema=schema)
+        schema = ParquetStore.schema().append(pa.field(_SKIPPED, pa.bool_())).append(pa.field(_RETAGGED, pa.bool_()))
+        return pa.Table.from_pylist([{**{c: r.get(c) for c in COLUMNS}, _SKIPPED: bool(r.get(_SKIPPED)),
+                                      _RETAGGED: bool(r.get(_RETAGGED))} for r in rows], schema=schema)
 
 
 def actor_plan(resources: dict, use_gpus: bool | None = None, concurrency: int | None = None,
@@ -111,6 +116,8 @@ def tag_with_ray(
     use_gpus: bool | None = None,
     write_tags: bool = False,
     dry_run: bool = False,
+    overwrite_mood: bool = False,
+    keep_mtime: bool = False,
     ray_init_kwargs: dict | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> TagSummary:
@@ -140,7 +147,8 @@ def tag_with_ray(
         model_hash = read_checkpoint(model).model_hash
         plan = actor_plan(ray.cluster_resources(), use_gpus, concurrency, cpus_per_actor)
         with open_store(os.fspath(out), fmt) as store:
-            done = frozenset(store.done_keys(model_hash))
+            # dry runs print from the driver, so actors only get rows to re-tag when they write
+            done = store.done_map(model_hash, with_untagged_rows=write_tags and not dry_run)
             items = [{"path": f.path, "kind": f.kind}
                      for f in walk_audio(paths, on_problem=lambda p, m: summary.problems.append((p, m)) or echo(f"mersdk tag: {p}: {m}"))]
             summary.found = len(items)
@@ -153,6 +161,7 @@ def tag_with_ray(
                         "device": plan["device"],
                         "num_threads": plan["num_threads"],
                         "decode_threads": decode_threads, "done": done, "write_tags": write_tags and not dry_run,
+                        "overwrite_mood": overwrite_mood, "keep_mtime": keep_mtime,
                     },
                     batch_size=batch_size,
                     compute=ray.data.ActorPoolStrategy(size=plan["concurrency"]),
@@ -161,15 +170,23 @@ def tag_with_ray(
                 )
                 for row in ds.iter_rows():
                     row = dict(row)
+                    retagged = row.pop(_RETAGGED)
                     if row.pop(_SKIPPED):
                         summary.skipped += 1
                         continue
                     if dry_run and write_tags:
-                        tag_row_file(row, model_hash, dry_run=True, echo=echo)
+                        tag_row_file(row, model_hash, dry_run=True, echo=echo, overwrite_mood=overwrite_mood)
                     store.write(row)
-                    if row["error"] is None:
+                    failed = bool(row.get("warning") and "tags not written" in row["warning"])
+                    if failed:
+                        summary.tag_errors += 1
+                        summary.problems.append((row["path"], row["warning"]))
+                        echo(f"mersdk tag: {row['path']}: {row['warning']}")
+                    summary.tags_written += bool(row["error"] is None and row.get("tagged_at") and not failed)
+                    if retagged:
+                        summary.skipped += 1
+                    elif row["error"] is None:
                         summary.predicted += 1
-                        summary.tags_written += bool(write_tags and not dry_run)
                     else:
                         summary.errors += 1
     finally:

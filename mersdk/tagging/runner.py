@@ -9,6 +9,13 @@ with ``error`` set and the run goes on.
 
 The same ``prepare_track`` / ``predict_rows`` functions run inside the Ray actors (``ray_runner``),
 so both paths give the same rows.
+
+Resume without reading: a file whose path, size and modification time match the last good row of
+the same model is skipped before any byte of it is read; with changed size or mtime it is hashed,
+and only a changed hash redoes it. With ``write_tags``, a file analysed by an earlier run whose tags
+mersdk has not written yet (``tagged_at`` empty) gets its tags from the stored row, without
+predicting again. Only regular files are opened (a FIFO or a device named ``*.wav`` becomes an
+error row), and a file is hashed only up to the size it had when it was checked.
 """
 
 from __future__ import annotations
@@ -18,17 +25,23 @@ import datetime as dt
 import hashlib
 import json
 import os
+import stat
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from ..audio import PYAV_EXTRA_HINT, Audio, load_audio
 from ..errors import MersdkError
 from ..lyrics import Lyrics
 from .lyrics_tags import find_lyrics
-from .store import open_store
+from .store import Done, not_regular_reason, open_store
 from .walk import FoundFile, walk_audio
+
+# a file modified this recently may change again within its mtime's resolution (2 s on FAT) without
+# the mtime moving: its mtime is not recorded, so the next run hashes it rather than trusting stat
+_RACY_MTIME_NS = 2_000_000_000
 
 
 @dataclass
@@ -40,17 +53,32 @@ class PreparedTrack:
     lyrics: Lyrics | None
     lyrics_source: str | None
     warnings: list[str] = field(default_factory=list)
+    mtime_ns: int | None = None
+
+
+@dataclass
+class Retag:
+    """An unchanged file analysed by an earlier run whose tags mersdk has not written yet: its stored
+    row (brought up to date with the file's current hash, size and mtime) gets written into its tags."""
+
+    row: dict[str, Any]
 
 
 @dataclass
 class TagSummary:
+    """found: audio files seen; predicted / errors: rows written; skipped: already done (unchanged);
+    tags_written: files whose tags were written; tag_errors: files whose tags could not be written
+    (each also told through ``echo`` and kept in ``problems``); interrupted: stopped early."""
+
     found: int = 0
     predicted: int = 0
     errors: int = 0
     skipped: int = 0
     tags_written: int = 0
+    tag_errors: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
 
     @property
     def tracks_per_s(self) -> float:
@@ -61,19 +89,38 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+def sha256_of(path: str, max_bytes: int | None = None) -> str:
+    """SHA-256 of a regular file's first ``max_bytes`` (default: its size when opened). Opened
+    non-blocking, so a path that became a FIFO since it was checked cannot block; anything but a
+    regular file raises ``OSError``."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        reason = not_regular_reason(st)
+        if reason:
+            raise OSError(0, f"{reason}, not a regular file")
+        left = st.st_size if max_bytes is None else max_bytes
+        h = hashlib.sha256()
+        while left > 0:
+            chunk = f.read(min(1 << 20, left))
+            if not chunk:
+                break
             h.update(chunk)
+            left -= len(chunk)
     return h.hexdigest()
+
+
+def recorded_mtime(st: os.stat_result) -> int | None:
+    """The mtime to store for a file just read (None when too recent to trust; see _RACY_MTIME_NS)."""
+    return st.st_mtime_ns if time.time_ns() - st.st_mtime_ns >= _RACY_MTIME_NS else None
 
 
 def error_row(path: str, model_hash: str, error: str, *, sha256: str | None = None, size_bytes: int | None = None,
               warning: str | None = None) -> dict[str, Any]:
     return {"path": path, "sha256": sha256, "size_bytes": size_bytes, "model_hash": model_hash, "label": None,
             "probabilities": None, "valence": None, "arousal": None, "fusion_weight": None, "lyrics_used": None,
-            "lyrics_source": None, "duration_s": None, "error": error, "warning": warning, "processed_at": now_iso()}
+            "lyrics_source": None, "duration_s": None, "error": error, "warning": warning, "processed_at": now_iso(),
+            "mtime_ns": None, "tagged_at": None}
 
 
 def _join(warnings: list[str]) -> str | None:
@@ -81,17 +128,33 @@ def _join(warnings: list[str]) -> str | None:
 
 
 def prepare_track(found: FoundFile, *, sample_rate: int, model_hash: str, max_duration_s: float | None,
-                  done: set[tuple[str, str]] | frozenset = frozenset()) -> PreparedTrack | dict[str, Any] | None:
-    """Hash, decode and find lyrics for one file: a ``PreparedTrack``, an error row, or None when
-    this file (same path and SHA-256) was already done by this model."""
+                  done: Mapping[str, Done] = {}, retag: bool = False) -> PreparedTrack | Retag | dict[str, Any] | None:
+    """Check, hash, decode and find lyrics for one file: a ``PreparedTrack``, an error row, None when
+    ``done`` says this model already did this unchanged file, or (with ``retag``) a ``Retag`` when it
+    did but mersdk has not written its tags yet."""
     path = found.path
     try:
-        size = os.path.getsize(path)
-        sha = sha256_of(path)
+        st = os.stat(path)
     except OSError as e:
         return error_row(path, model_hash, f"cannot read file ({e.strerror or e})")
-    if (path, sha) in done:
+    reason = not_regular_reason(st)
+    if reason:
+        return error_row(path, model_hash, f"{reason}, not a regular file; skipped")
+    previous = done.get(path)
+    unchanged = previous is not None and previous.mtime_ns is not None and \
+        (previous.size_bytes, previous.mtime_ns) == (st.st_size, st.st_mtime_ns)
+    sha = previous.sha256 if unchanged else None
+    if not unchanged:
+        try:
+            sha = sha256_of(path, st.st_size)
+        except OSError as e:
+            return error_row(path, model_hash, f"cannot read file ({e.strerror or e})")
+        unchanged = previous is not None and previous.sha256 == sha
+    if unchanged:
+        if retag and previous.tagged_at is None and previous.row is not None:
+            return Retag({**previous.row, "sha256": sha, "size_bytes": st.st_size, "mtime_ns": recorded_mtime(st)})
         return None
+    size = st.st_size
     if found.kind == "needs-decoders":
         return error_row(path, model_hash, f"{os.path.splitext(path)[1]} files: {PYAV_EXTRA_HINT}", sha256=sha, size_bytes=size)
     if found.kind == "protected":
@@ -104,7 +167,7 @@ def prepare_track(found: FoundFile, *, sample_rate: int, model_hash: str, max_du
     except Exception as e:  # noqa: BLE001 - a decoder bug on one hostile file must not end a library run
         return error_row(path, model_hash, f"unexpected {type(e).__name__} while decoding: {e}", sha256=sha, size_bytes=size)
     lyr = find_lyrics(path)
-    return PreparedTrack(path, sha, size, audio, lyr.lyrics, lyr.source, list(lyr.warnings))
+    return PreparedTrack(path, sha, size, audio, lyr.lyrics, lyr.source, list(lyr.warnings), recorded_mtime(st))
 
 
 def _prediction_row(t: PreparedTrack, p, model_hash: str) -> dict[str, Any]:
@@ -112,7 +175,8 @@ def _prediction_row(t: PreparedTrack, p, model_hash: str) -> dict[str, Any]:
             "probabilities": json.dumps(p.probabilities), "valence": p.valence, "arousal": p.arousal,
             "fusion_weight": p.fusion_weight, "lyrics_used": p.lyrics_used,
             "lyrics_source": t.lyrics_source if p.lyrics_used else None, "duration_s": p.duration_s,
-            "error": None, "warning": _join(t.warnings), "processed_at": now_iso()}
+            "error": None, "warning": _join(t.warnings), "processed_at": now_iso(), "mtime_ns": t.mtime_ns,
+            "tagged_at": None}
 
 
 def predict_rows(rec, tracks: list[PreparedTrack]) -> list[dict[str, Any]]:
@@ -135,25 +199,36 @@ def predict_rows(rec, tracks: list[PreparedTrack]) -> list[dict[str, Any]]:
         return [row for t in tracks for row in predict_rows(rec, [t])]
 
 
-def tag_row_file(row: dict[str, Any], model_hash: str, *, dry_run: bool, echo: Callable[[str], None]) -> bool:
-    """Write a predicted row's mood into its file's tags (``dry_run``: print it); True when written.
+def tag_row_file(row: dict[str, Any], model_hash: str, *, dry_run: bool, echo: Callable[[str], None],
+                 overwrite_mood: bool = False, keep_mtime: bool = False) -> str:
+    """Write a predicted row's mood into its file's tags (``dry_run``: print what would be written).
 
-    A failure turns the row into an error row (so a resumed run retries it). After writing, the
-    row's hash and size are those of the tagged file, so a resumed run recognises it as done."""
+    Returns "written", "dry-run", "failed" or "no-prediction" (an error row). After a write the row
+    records the tagged file's hash, size and mtime and ``tagged_at``, so a resumed run knows it; a
+    failed write is told through ``echo`` and kept as the row's ``warning``, with the prediction (a
+    later ``--write-tags`` run tries the tags again)."""
     from .write_tags import TagWriteError, write_mood_tags
 
     if row["error"] is not None:
-        return False
+        return "no-prediction"
     try:
-        frames = write_mood_tags(row["path"], row["label"], row["valence"], row["arousal"], model_hash, dry_run=dry_run)
+        written = write_mood_tags(row["path"], row["label"], row["valence"], row["arousal"], model_hash,
+                                  dry_run=dry_run, overwrite_mood=overwrite_mood, keep_mtime=keep_mtime)
     except TagWriteError as e:
-        row["error"] = f"TagWriteError: {e}"
-        return False
+        echo(f"mersdk tag: tags not written: {e}")
+        row["warning"] = _join([w for w in (row.get("warning"), f"tags not written: {e}") if w])
+        return "failed"
+    kept = f" (the file's own mood {written.kept_user_mood!r} kept; --overwrite-mood replaces it)" \
+        if written.kept_user_mood else ""
     if dry_run:
-        echo(f"would write {row['path']}: " + ", ".join(f"{k}={v}" for k, v in frames.items()))
-        return False
-    row["sha256"], row["size_bytes"] = sha256_of(row["path"]), os.path.getsize(row["path"])
-    return True
+        echo(f"would write {row['path']}: " + ", ".join(f"{k}={v}" for k, v in written.frames.items()) + kept)
+        return "dry-run"
+    st = os.stat(row["path"])
+    row["sha256"], row["size_bytes"], row["mtime_ns"] = sha256_of(row["path"]), st.st_size, recorded_mtime(st)
+    row["tagged_at"] = now_iso()
+    if row.get("warning"):  # a failure of an earlier attempt no longer holds
+        row["warning"] = _join([w for w in row["warning"].split("; ") if not w.startswith("tags not written")])
+    return "written"
 
 
 def check_extras(write_tags: bool, echo: Callable[[str], None]) -> None:
@@ -193,50 +268,72 @@ def tag_library(
     num_threads: int | None = None,
     write_tags: bool = False,
     dry_run: bool = False,
+    overwrite_mood: bool = False,
+    keep_mtime: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> TagSummary:
     """Tag every audio file under ``paths`` into ``out`` (see the module docstring).
 
     workers: decode threads. batch_size: tracks per ``predict_batch``. write_tags: also write the
-    mood into each file's tags (``dry_run``: print what would be written instead). recognizer: an
-    existing ``Recognizer`` (else one is made from model/backend/device). num_threads: the model's
-    CPU threads; default: the cores left over by the decode threads (at least 1), because the
-    decode threads run while the model does and PyTorch's OpenMP threads spin-wait badly when they
-    share cores (measured on 2 cores: 1.7 tracks/s with 2 model threads, 4.0 with 1)."""
-    import time
-
+    mood into each file's tags (``dry_run``: print what would be written instead; ``overwrite_mood``:
+    replace a mood the user already has; ``keep_mtime``: keep the files' modification times; see
+    ``write_tags``). recognizer: an existing ``Recognizer`` (else one is made from
+    model/backend/device). num_threads: the model's CPU threads; default: the cores left over by the
+    decode threads (at least 1), because the decode threads run while the model does and PyTorch's
+    OpenMP threads spin-wait badly when they share cores (measured on 2 cores: 1.7 tracks/s with 2
+    model threads, 4.0 with 1). stop: when set (from another thread), the run stops at the next file
+    or batch, keeps the rows written, and returns with ``interrupted`` set."""
     from tqdm import tqdm
 
     from ..recognizer import Recognizer
 
     if workers < 1 or batch_size < 1:
-        raise ValueError("workers and batch_size must be >= 1")
+        raise MersdkError(f"workers and batch_size must be >= 1 (got workers={workers}, batch_size={batch_size})")
     echo = echo or (lambda s: print(s, file=sys.stderr))
+    stop = stop or threading.Event()
     paths = [os.fspath(p) for p in paths]
     check_extras(write_tags, echo)
-    if recognizer is None and num_threads is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        num_threads = max(1, cores - workers)
-    rec = recognizer or Recognizer(model=model, backend=backend, device=device, num_threads=num_threads)
-    model_hash = rec.checkpoint.model_hash
-    rate = rec.config.frontend.sample_rate
     summary = TagSummary()
     t0 = time.perf_counter()
-    with open_store(os.fspath(out), fmt) as store:
-        done = store.done_keys(model_hash)
+    with open_store(os.fspath(out), fmt) as store:  # a bad --out fails here, before the model loads
+        if recognizer is None and num_threads is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            num_threads = max(1, cores - workers)
+        rec = recognizer or Recognizer(model=model, backend=backend, device=device, num_threads=num_threads)
+        model_hash = rec.checkpoint.model_hash
+        rate = rec.config.frontend.sample_rate
+        done = store.done_map(model_hash, with_untagged_rows=write_tags)
         bar = tqdm(total=None, unit="track", disable=not progress, dynamic_ncols=True, file=sys.stderr)
         if progress:
             _count_in_background(paths, bar)
 
-        def emit(row: dict[str, Any]) -> None:
-            if write_tags and tag_row_file(row, model_hash, dry_run=dry_run, echo=echo):
+        def write_tags_of(row: dict[str, Any]) -> None:
+            status = tag_row_file(row, model_hash, dry_run=dry_run, echo=bar.write if progress else echo,
+                                  overwrite_mood=overwrite_mood, keep_mtime=keep_mtime)
+            if status == "written":
                 summary.tags_written += 1
+            elif status == "failed":
+                summary.tag_errors += 1
+                summary.problems.append((row["path"], row["warning"]))
+
+        def emit(row: dict[str, Any]) -> None:
+            if write_tags and not stop.is_set():
+                write_tags_of(row)
             store.write(row)
             if row["error"] is None:
                 summary.predicted += 1
             else:
                 summary.errors += 1
+            bar.update(1)
+
+        def retag(row: dict[str, Any]) -> None:
+            summary.skipped += 1
+            if not stop.is_set():
+                write_tags_of(row)
+                if not dry_run:
+                    store.write(row)
             bar.update(1)
 
         def on_problem(path: str, message: str) -> None:
@@ -250,7 +347,7 @@ def tag_library(
         pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mersdk-decode")
         try:
             exhausted = False
-            while pending or not exhausted:
+            while (pending or not exhausted) and not stop.is_set():
                 while not exhausted and len(pending) < in_flight:
                     f = next(found_files, None)
                     if f is None:
@@ -258,8 +355,9 @@ def tag_library(
                         break
                     summary.found += 1
                     pending[pool.submit(prepare_track, f, sample_rate=rate, model_hash=model_hash,
-                                        max_duration_s=rec.max_duration_s, done=done)] = f
-                finished = cf.wait(pending, return_when=cf.FIRST_COMPLETED).done if pending else set()
+                                        max_duration_s=rec.max_duration_s, done=done, retag=write_tags)] = f
+                # a timeout, so that ``stop`` is seen while every worker is busy
+                finished = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED).done if pending else set()
                 for fut in finished:
                     found = pending.pop(fut)
                     try:
@@ -269,21 +367,25 @@ def tag_library(
                     if result is None:
                         summary.skipped += 1
                         bar.update(1)
+                    elif isinstance(result, Retag):
+                        retag(result.row)
                     elif isinstance(result, dict):
                         emit(result)
                     else:
                         batch.append(result)
-                    if len(batch) >= batch_size:
+                    if len(batch) >= batch_size and not stop.is_set():
                         for row in predict_rows(rec, batch):
                             emit(row)
                         batch = []
-                if batch and exhausted and not pending:
+                if batch and exhausted and not pending and not stop.is_set():
                     for row in predict_rows(rec, batch):
                         emit(row)
                     batch = []
+            summary.interrupted = stop.is_set()
         finally:
-            # on Ctrl-C, do not decode the files still queued; rows written so far are committed
-            pool.shutdown(wait=True, cancel_futures=True)
+            # on Ctrl-C or an error, neither wait for nor start the files still queued (a worker may
+            # be stuck on a slow disk); rows written so far are committed
+            pool.shutdown(wait=False, cancel_futures=True)
             bar.close()
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -5,10 +5,17 @@ once (SQLite commits each row, JSONL/CSV flush each line), so an interrupted run
 already written; Parquet is the exception: a file is only readable once closed, so use it for
 runs that finish (the Ray path) and SQLite/JSONL for resumable ones.
 
-Resuming: ``done_keys(model_hash)`` gives the ``(path, sha256)`` pairs already done without error by
-that model; the runner skips those. Error rows are retried on the next run. SQLite keeps one row
-per (path, model_hash) (a retry replaces it); JSONL and CSV are append-only, so a reader keeps the
-last row for a path.
+Resuming: ``done_map(model_hash)`` gives, per path, what the last good row of that model recorded:
+its SHA-256, size and modification time (``mtime_ns``), and whether mersdk wrote its tags
+(``tagged_at``); the runner skips a file whose size and mtime are unchanged without reading it,
+hashes it when they changed (same hash: still done), and redoes it otherwise. Error rows are retried
+on the next run. SQLite keeps one row per (path, model_hash) (a retry replaces it); JSONL and CSV
+are append-only, so a reader keeps the last row for a path.
+
+The output must be a regular file (or not exist yet, in an existing folder): a FIFO, a device
+(``/dev/stdout``, ``/dev/full``) or a folder is refused with ``StoreError`` before any work, and so
+is a file that is not a store of the chosen format; a write that fails (disk full, file size limit)
+raises ``StoreError`` and ends the run, keeping the rows already written.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import csv
 import json
 import os
 import sqlite3
+import stat
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ..errors import MersdkError
@@ -24,6 +33,7 @@ from ..errors import MersdkError
 COLUMNS = (
     "path", "sha256", "size_bytes", "model_hash", "label", "probabilities", "valence", "arousal",
     "fusion_weight", "lyrics_used", "lyrics_source", "duration_s", "error", "warning", "processed_at",
+    "mtime_ns", "tagged_at",
 )
 FORMATS = ("sqlite", "jsonl", "csv", "parquet")
 _EXTENSIONS = {".sqlite": "sqlite", ".sqlite3": "sqlite", ".db": "sqlite", ".jsonl": "jsonl",
@@ -39,14 +49,79 @@ def format_for(path: str, fmt: str | None) -> str:
     return _EXTENSIONS.get(os.path.splitext(path)[1].lower(), "sqlite")
 
 
+class StoreError(MersdkError):
+    """The output file cannot be used or written (not a regular file, not a store, disk full)."""
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_regular_reason(st: os.stat_result) -> str | None:
+    """None for a regular file, else what the file is ("a FIFO (named pipe)", ...)."""
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+
+
+def check_output_path(path: str) -> None:
+    """Refuse an output that is not a regular file, or whose folder does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise StoreError(f"--out {path}: the folder {folder} does not exist") from None
+        return
+    except OSError as e:
+        raise StoreError(f"--out {path}: cannot use it ({e.strerror or e})") from None
+    reason = not_regular_reason(st)
+    if reason:
+        raise StoreError(f"--out {path} is {reason}, not a regular file; give a file path such as library.sqlite")
+
+
 def open_store(path: str, fmt: str | None = None) -> "ResultStore":
     kind = format_for(path, fmt)
+    check_output_path(path)
     return {"sqlite": SqliteStore, "jsonl": JsonlStore, "csv": CsvStore, "parquet": ParquetStore}[kind](path)
 
 
+@dataclass(frozen=True)
+class Done:
+    """What the last good row of a path recorded; ``row`` is the whole row, kept only when the
+    caller asked for rows whose tags mersdk has not written yet (``with_untagged_rows``)."""
+
+    sha256: str | None
+    size_bytes: int | None
+    mtime_ns: int | None
+    tagged_at: str | None
+    row: dict[str, Any] | None = None
+
+
+def _done_entry(row: dict[str, Any], with_untagged_rows: bool) -> Done:
+    mtime = row.get("mtime_ns")
+    return Done(row.get("sha256"), row.get("size_bytes"), int(mtime) if mtime not in (None, "") else None,
+                row.get("tagged_at"), dict(row) if with_untagged_rows and not row.get("tagged_at") else None)
+
+
 class ResultStore:
+    path: str
+
+    def done_map(self, model_hash: str, with_untagged_rows: bool = False) -> dict[str, Done]:
+        """{path: Done} for the paths whose last row by ``model_hash`` has no error."""
+        done: dict[str, Done] = {}
+        for r in self.rows():
+            if r.get("model_hash") != model_hash:
+                continue
+            if r.get("error"):
+                done.pop(r["path"], None)
+            else:
+                done[r["path"]] = _done_entry(r, with_untagged_rows)
+        return done
+
     def done_keys(self, model_hash: str) -> set[tuple[str, str]]:
-        return {(r["path"], r["sha256"]) for r in self.rows() if r["model_hash"] == model_hash and not r["error"]}
+        """The (path, sha256) pairs done without error by ``model_hash`` (see ``done_map``)."""
+        return {(p, d.sha256) for p, d in self.done_map(model_hash).items()}
 
     def rows(self) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
@@ -68,37 +143,71 @@ class SqliteStore(ResultStore):
     """Table ``tracks``; probabilities as JSON text; one row per (path, model_hash)."""
 
     _TYPES = {"size_bytes": "INTEGER", "valence": "REAL", "arousal": "REAL", "fusion_weight": "REAL",
-              "lyrics_used": "INTEGER", "duration_s": "REAL"}
+              "lyrics_used": "INTEGER", "duration_s": "REAL", "mtime_ns": "INTEGER"}
 
     def __init__(self, path: str):
         self.path = path
-        self.db = sqlite3.connect(path)
-        # WAL: each commit is one append, cheap enough to commit every row (a crash loses nothing)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        cols = ", ".join(f"{c} {self._TYPES.get(c, 'TEXT')}" for c in COLUMNS)
-        self.db.execute(f"CREATE TABLE IF NOT EXISTS tracks ({cols}, PRIMARY KEY (path, model_hash))")
-        self.db.commit()
+        self.db = None
+        try:
+            self.db = sqlite3.connect(path, check_same_thread=False)  # the CLI runs the job in a thread
+            # WAL: each commit is one append, cheap enough to commit every row (a crash loses nothing)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            cols = ", ".join(f"{c} {self._TYPES.get(c, 'TEXT')}" for c in COLUMNS)
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS tracks ({cols}, PRIMARY KEY (path, model_hash))")
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(tracks)")}
+            if not {"path", "model_hash"} <= have:
+                raise StoreError(f"--out {path}: its 'tracks' table was not made by mersdk tag")
+            for c in COLUMNS:  # a store from an older mersdk: add the new columns
+                if c not in have:
+                    self.db.execute(f"ALTER TABLE tracks ADD COLUMN {c} {self._TYPES.get(c, 'TEXT')}")
+            self.db.commit()
+        except sqlite3.Error as e:
+            self.close()
+            raise StoreError(f"--out {path}: not a usable SQLite database ({e})") from None
+        except StoreError:
+            self.close()
+            raise
 
-    def done_keys(self, model_hash: str) -> set[tuple[str, str]]:
-        cur = self.db.execute("SELECT path, sha256 FROM tracks WHERE model_hash = ? AND error IS NULL", (model_hash,))
-        return {(p, h) for p, h in cur}
+    def done_map(self, model_hash: str, with_untagged_rows: bool = False) -> dict[str, Done]:
+        cols = COLUMNS if with_untagged_rows else ("path", "sha256", "size_bytes", "mtime_ns", "tagged_at")
+        try:
+            cur = self.db.execute(f"SELECT {', '.join(cols)} FROM tracks WHERE model_hash = ? AND error IS NULL",
+                                  (model_hash,))
+            return {row["path"]: _done_entry(row, with_untagged_rows) for row in (self._row(cols, v) for v in cur)}
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read {self.path} ({e})") from None
+
+    @staticmethod
+    def _row(cols, values) -> dict[str, Any]:
+        row = dict(zip(cols, values))
+        if row.get("lyrics_used") is not None:
+            row["lyrics_used"] = bool(row["lyrics_used"])
+        return row
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        cur = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM tracks")
-        for values in cur:
-            row = dict(zip(COLUMNS, values))
-            if row["lyrics_used"] is not None:
-                row["lyrics_used"] = bool(row["lyrics_used"])
-            yield row
+        try:
+            for values in self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM tracks"):
+                yield self._row(COLUMNS, values)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read {self.path} ({e})") from None
 
     def write(self, row: dict[str, Any]) -> None:
         values = [row.get(c) for c in COLUMNS]
-        self.db.execute(f"INSERT OR REPLACE INTO tracks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", values)
-        self.db.commit()
+        try:
+            self.db.execute(f"INSERT OR REPLACE INTO tracks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                            values)
+            self.db.commit()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot write to {self.path} ({e}); the rows before this one are kept") from None
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+            self.db = None
 
 
 def _truncate_partial_line(path: str) -> None:
@@ -123,65 +232,108 @@ def _truncate_partial_line(path: str) -> None:
         f.truncate(0)
 
 
-class JsonlStore(ResultStore):
+class _LineStore(ResultStore):
+    """Append-only text stores (JSONL, CSV): the file's OSErrors and undecodable text become StoreError."""
+
+    def _open_append(self, path: str):
+        self.path, self.f = path, None
+        try:
+            _truncate_partial_line(path)
+            self.f = open(path, "a", encoding="utf-8", newline="")
+        except OSError as e:
+            raise StoreError(f"--out {path}: cannot open it for writing ({e.strerror or e})") from None
+
+    def _append(self, text: str) -> None:
+        try:
+            self.f.write(text)
+            self.f.flush()
+        except OSError as e:  # ENOSPC, EFBIG (file size limit), EIO
+            raise StoreError(f"cannot write to {self.path} ({e.strerror or e}); the rows before this one are kept") from None
+
+    def _lines(self):
+        try:
+            self.f.flush()
+            with open(self.path, encoding="utf-8", newline="") as f:
+                yield from f
+        except UnicodeDecodeError:
+            raise StoreError(f"--out {self.path} is not a text file written by mersdk tag") from None
+        except OSError as e:
+            raise StoreError(f"cannot read {self.path} ({e.strerror or e})") from None
+
+    def close(self) -> None:
+        if self.f is not None:
+            try:
+                self.f.close()
+            except OSError:  # the last flush failed; write() already said so
+                pass
+            self.f = None
+
+
+class JsonlStore(_LineStore):
     """One JSON object per line; probabilities as a JSON object (not a string)."""
 
     def __init__(self, path: str):
-        self.path = path
-        _truncate_partial_line(path)
-        self.f = open(path, "a", encoding="utf-8")
+        self._open_append(path)
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        self.f.flush()
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    if isinstance(row.get("probabilities"), dict):
-                        row["probabilities"] = json.dumps(row["probabilities"])
-                    yield row
+        for n, line in enumerate(self._lines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise StoreError(f"--out {self.path}: line {n} is not JSON; not a JSONL file from mersdk tag") from None
+            if not isinstance(row, dict) or "path" not in row:
+                raise StoreError(f"--out {self.path}: line {n} is not a mersdk tag row")
+            if isinstance(row.get("probabilities"), dict):
+                row["probabilities"] = json.dumps(row["probabilities"])
+            yield row
 
     def write(self, row: dict[str, Any]) -> None:
         out = {c: row.get(c) for c in COLUMNS}
         if isinstance(out["probabilities"], str):
             out["probabilities"] = json.loads(out["probabilities"])
-        self.f.write(json.dumps(out, ensure_ascii=False) + "\n")
-        self.f.flush()
-
-    def close(self) -> None:
-        self.f.close()
+        self._append(json.dumps(out, ensure_ascii=False) + "\n")
 
 
-class CsvStore(ResultStore):
-    """Header + one line per track; probabilities as JSON text; empty cells for null."""
+class CsvStore(_LineStore):
+    """Header + one line per track; probabilities as JSON text; empty cells for null. A file from an
+    older mersdk keeps its header (columns it lacks are not written to it)."""
 
     def __init__(self, path: str):
-        self.path = path
-        _truncate_partial_line(path)
-        new = not os.path.exists(path) or os.path.getsize(path) == 0
-        self.f = open(path, "a", encoding="utf-8", newline="")
-        self.writer = csv.DictWriter(self.f, fieldnames=COLUMNS)
-        if new:
-            self.writer.writeheader()
-            self.f.flush()
+        self._open_append(path)
+        self.fields = list(COLUMNS)
+        lines = self._lines()
+        header = next(csv.reader(lines), None)
+        lines.close()
+        if header is not None:
+            if "path" not in header:
+                self.close()
+                raise StoreError(f"--out {path}: its first line is not a mersdk tag CSV header")
+            self.fields = header
+        self.writer = csv.DictWriter(self.f, fieldnames=self.fields, extrasaction="ignore")
+        if header is None:
+            self._append(",".join(self.fields) + "\r\n")  # what writeheader() writes for these plain names
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        self.f.flush()
-        with open(self.path, encoding="utf-8", newline="") as f:
-            for row in csv.DictReader(f):
-                row = {k: (v if v != "" else None) for k, v in row.items()}
+        for row in csv.DictReader(self._lines()):
+            row = {k: (v if v != "" else None) for k, v in row.items()}
+            try:
                 for k in ("valence", "arousal", "fusion_weight", "duration_s"):
-                    row[k] = float(row[k]) if row[k] is not None else None
-                row["size_bytes"] = int(row["size_bytes"]) if row["size_bytes"] is not None else None
-                row["lyrics_used"] = row["lyrics_used"] == "True" if row["lyrics_used"] is not None else None
-                yield row
+                    row[k] = float(row[k]) if row.get(k) is not None else None
+                for k in ("size_bytes", "mtime_ns"):
+                    row[k] = int(row[k]) if row.get(k) is not None else None
+            except ValueError:
+                raise StoreError(f"--out {self.path}: a row has a malformed number; not a CSV from mersdk tag") from None
+            row["lyrics_used"] = row["lyrics_used"] == "True" if row.get("lyrics_used") is not None else None
+            yield row
 
     def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow({c: row.get(c) for c in COLUMNS})
-        self.f.flush()
-
-    def close(self) -> None:
-        self.f.close()
+        try:
+            self.writer.writerow({c: row.get(c) for c in COLUMNS})
+            self.f.flush()
+        except OSError as e:
+            raise StoreError(f"cannot write to {self.path} ({e.strerror or e}); the rows before this one are kept") from None
 
 
 class ParquetStore(ResultStore):
@@ -200,7 +352,10 @@ class ParquetStore(ResultStore):
         if os.path.exists(path):  # keep an earlier run's rows: read them and rewrite them first
             import pyarrow.parquet as pq
 
-            self.previous = pq.read_table(path).to_pylist()
+            try:
+                self.previous = pq.read_table(path).to_pylist()
+            except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+                raise StoreError(f"--out {path}: not a readable Parquet file ({e})") from None
             self.pending.extend(self.previous)
 
     @staticmethod
@@ -208,7 +363,8 @@ class ParquetStore(ResultStore):
         import pyarrow as pa
 
         types = {"size_bytes": pa.int64(), "valence": pa.float64(), "arousal": pa.float64(),
-                 "fusion_weight": pa.float64(), "lyrics_used": pa.bool_(), "duration_s": pa.float64()}
+                 "fusion_weight": pa.float64(), "lyrics_used": pa.bool_(), "duration_s": pa.float64(),
+                 "mtime_ns": pa.int64()}
         return pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
 
     def rows(self) -> Iterator[dict[str, Any]]:
@@ -229,10 +385,17 @@ class ParquetStore(ResultStore):
     def write(self, row: dict[str, Any]) -> None:
         self.pending.append(row)
         if len(self.pending) >= self.row_group_size:
-            self._flush()
+            try:
+                self._flush()
+            except OSError as e:
+                raise StoreError(f"cannot write to {self.path}.partial ({e.strerror or e})") from None
 
     def close(self) -> None:
-        self._flush()
-        if self.writer is not None:
-            self.writer.close()
-            os.replace(self._tmp, self.path)
+        try:
+            self._flush()
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+                os.replace(self._tmp, self.path)
+        except OSError as e:
+            raise StoreError(f"cannot write to {self.path} ({e.strerror or e})") from None

@@ -6,7 +6,9 @@ entries costs constant memory. Symlinked folders are followed once: every folder
 ``(st_dev, st_ino)`` and a second visit (a symlink loop, or two links to one folder) is skipped and
 reported. Files are picked by extension (see ``classify``): soundfile's formats, PyAV's with the decoders
 extra (without it such files are yielded as ``needs-decoders`` so the run reports them), and
-``.m4p`` as ``protected``.
+``.m4p`` as ``protected``. Temporary copies left by an interrupted tag write (``write_tags``) are
+skipped and reported. Entries are yielded whatever their file type; ``prepare_track`` turns
+anything but a regular file (a FIFO or device named ``*.wav``) into an error row without opening it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
+
+from .write_tags import is_temp_file
 
 # libsndfile format name -> the file extensions it is known by (only formats soundfile reports
 # as available are used; RAW is headerless and never guessed from an extension)
@@ -134,7 +138,9 @@ def walk_audio(
                         report(entry.path, f"cannot list folder ({e.strerror})")
                     continue
                 kind = classify(entry.name, exts, with_pyav)
-                if kind:
+                if kind and is_temp_file(entry.name):
+                    report(entry.path, "a copy left by an interrupted tag write; skipped (safe to delete)")
+                elif kind:
                     yield FoundFile(entry.path, kind)
         finally:
             for _, it in stack:  # a caller that stops early must not leak directory handles

@@ -1,39 +1,167 @@
-"""Write the predicted mood into a file's own tags with mutagen, never touching its audio data.
+"""Write the predicted mood into a file's own tags, atomically, where players and taggers read it.
 
 What is written (values are text; valence/arousal with 3 decimals, in [-1, 1]):
-- ID3 (MP3, WAV ``id3 `` chunk, AIFF): ``TXXX:MERSDK_MOOD``, ``TXXX:MERSDK_VALENCE``,
-  ``TXXX:MERSDK_AROUSAL``, ``TXXX:MERSDK_MODEL``, and ``TMOO`` (the standard mood frame) when the
-  tag is ID3v2.4 (TMOO does not exist in v2.3, so a v2.3 tag stays v2.3 without it).
-- Vorbis comments (FLAC, Ogg Vorbis, Ogg Opus): ``MOOD``, ``MERSDK_VALENCE``, ``MERSDK_AROUSAL``,
-  ``MERSDK_MODEL``.
-- MP4/M4A: freeform atoms ``----:com.mersdk:mood``, ``...:valence``, ``...:arousal``, ``...:model``.
-mutagen rewrites only the tag blocks (FLAC metadata blocks, Ogg comment packets, ID3 chunks, MP4
-``moov/udta``); tests check that the decoded samples are identical before and after.
+
+=================  ==========================  ===============================================
+tag system         the mood (standard field)    mersdk's own fields beside it
+=================  ==========================  ===============================================
+ID3v2.4 (MP3,      ``TMOO``                     ``TXXX:MERSDK_MOOD``, ``TXXX:MERSDK_VALENCE``,
+WAV, AIFF)                                      ``TXXX:MERSDK_AROUSAL``, ``TXXX:MERSDK_MODEL``
+ID3v2.3            ``TXXX:MOOD``                the same ``TXXX:MERSDK_*`` frames
+Vorbis comments    ``MOOD``                     ``MERSDK_MOOD``, ``MERSDK_VALENCE``,
+(FLAC, Ogg, Opus)                               ``MERSDK_AROUSAL``, ``MERSDK_MODEL``
+MP4/M4A            ``----:com.apple.iTunes:``   ``----:com.apple.iTunes:MERSDK_MOOD`` (and
+                   ``MOOD``                     ``_VALENCE``, ``_AROUSAL``, ``_MODEL``)
+ASF/WMA            ``WM/Mood``                  ``MERSDK_MOOD``, ``MERSDK_VALENCE``, ...
+=================  ==========================  ===============================================
+
+The standard field is the one Picard, beets/mediafile-based tools and players read. A mood already
+there that mersdk did not write (it differs from the file's ``MERSDK_MOOD``) is the user's and is
+kept unless ``overwrite_mood=True``; ``MERSDK_MOOD`` always holds mersdk's prediction. A v2.3 ID3
+tag stays v2.3; any other ID3 tag is saved as v2.4.
+
+Atomic: the file is copied to a hidden temporary file in the same folder (``.NAME.XXXX.mersdk-tmp.EXT``),
+the tags are written into the copy with mutagen, the copy is fsynced and checked to hold the same
+audio as the original, then ``os.replace``d over it (and the folder fsynced). An interrupted run
+(Ctrl-C, kill, power loss) leaves the old file or the new one, never a broken one; at worst a
+temporary file, which ``walk_audio`` skips and the next write of that file removes. The check:
+formats libsndfile reads (FLAC, WAV, AIFF, Ogg Vorbis/Opus, MP3) must decode to the same samples;
+MP4/M4A and ASF/WMA (decoded through FFmpeg, the costly part) must demux to the same compressed audio
+packets. Kept: owner and group (a file whose owner cannot be kept is not written), mode, extended
+attributes, access time; the modification time becomes the time of the write (so backup tools,
+``rsync`` and beets see the change) unless ``keep_mtime=True``. Files with several hard links are
+refused (a replace would split them); a symlink's target is written, the link stays.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+import time
+from dataclasses import dataclass, field
+
 from ..errors import MersdkError
+
+TEMP_MARK = ".mersdk-tmp"
+MOOD_FIELDS = {"id3v2.4": "TMOO", "id3v2.3": "TXXX:MOOD", "vorbis": "MOOD", "mp4": "----:com.apple.iTunes:MOOD",
+               "asf": "WM/Mood"}
+_MP4_PREFIX = "----:com.apple.iTunes:"
+_OLD_MP4_PREFIX = "----:com.mersdk:"  # written by mersdk before the standard names; removed on rewrite
 
 
 class TagWriteError(MersdkError):
-    """The file's tags could not be written (read-only file, unsupported container, broken tags)."""
+    """The file's tags could not be written (read-only file, unsupported container, broken tags);
+    the file is left as it was."""
+
+
+@dataclass(frozen=True)
+class TagWrite:
+    """What was (or with ``dry_run`` would be) written: {frame name: value}, and the user's own mood
+    left in place (None when the standard mood field got mersdk's label)."""
+
+    frames: dict[str, str] = field(default_factory=dict)
+    kept_user_mood: str | None = None
+
+
+def is_temp_file(name: str) -> bool:
+    """Whether a file name is one of the temporary copies this module makes."""
+    base = os.path.basename(name)
+    return base.startswith(".") and TEMP_MARK in base
 
 
 def mood_values(label: str, valence: float, arousal: float, model_hash: str) -> dict[str, str]:
     return {"mood": label, "valence": f"{valence:.3f}", "arousal": f"{arousal:.3f}", "model": model_hash}
 
 
-def write_mood_tags(path: str, label: str, valence: float, arousal: float, model_hash: str,
-                    *, dry_run: bool = False) -> dict[str, str]:
-    """Write (or with ``dry_run`` only compute) the frames; returns {frame name: value}."""
-    try:
-        import mutagen
-        from mutagen.id3 import ID3, TMOO, TXXX
-        from mutagen.mp4 import MP4FreeForm, MP4Tags, AtomDataType
-    except ImportError:
-        raise TagWriteError('writing tags needs mutagen: pip install "mersdk[tag]"') from None
-    values = mood_values(label, valence, arousal, model_hash)
+def _first(values) -> str | None:
+    for v in values or ():
+        text = str(v).strip()
+        if text:
+            return text
+    return None
+
+
+def _is_user_mood(existing: str | None, ours_before: str | None, written_by_old_mersdk: bool) -> bool:
+    return existing is not None and existing != ours_before and not written_by_old_mersdk
+
+
+def _set_id3(tags, values: dict[str, str], overwrite_mood: bool) -> tuple[dict[str, str], str | None, dict]:
+    from mutagen.id3 import TMOO, TXXX
+
+    v23 = tags.version[:2] == (2, 3)  # new tags and v2.2 (which mutagen upgrades) are saved as v2.4
+    existing = _first(f for fr in tags.getall("TMOO") for f in fr.text) or _first(
+        f for fr in tags.getall("TXXX:MOOD") for f in fr.text)
+    ours_before = _first(f for fr in tags.getall("TXXX:MERSDK_MOOD") for f in fr.text)
+    frames = {}
+    for key, value in values.items():
+        name = f"MERSDK_{key.upper()}"
+        tags.setall(f"TXXX:{name}", [TXXX(encoding=3, desc=name, text=[value])])
+        frames[f"TXXX:{name}"] = value
+    kept = existing if _is_user_mood(existing, ours_before, False) and not overwrite_mood else None
+    if kept is None:
+        tags.delall("TMOO")
+        tags.delall("TXXX:MOOD")
+        if v23:
+            tags.setall("TXXX:MOOD", [TXXX(encoding=1, desc="MOOD", text=[values["mood"]])])
+            frames["TXXX:MOOD"] = values["mood"]
+        else:
+            tags.setall("TMOO", [TMOO(encoding=3, text=[values["mood"]])])
+            frames["TMOO"] = values["mood"]
+    return frames, kept, {"v2_version": 3 if v23 else 4}
+
+
+def _set_mp4(tags, values: dict[str, str], overwrite_mood: bool) -> tuple[dict[str, str], str | None, dict]:
+    from mutagen.mp4 import AtomDataType, MP4FreeForm
+
+    def text(key):
+        return _first(bytes(v).decode("utf-8", "replace") for v in tags.get(key, []))
+
+    def put(key, value):
+        tags[key] = [MP4FreeForm(value.encode("utf-8"), dataformat=AtomDataType.UTF8)]
+        frames[key] = value
+
+    mood_key = MOOD_FIELDS["mp4"]
+    existing, ours_before = text(mood_key), text(_MP4_PREFIX + "MERSDK_MOOD")
+    for key in [k for k in tags.keys() if k.startswith(_OLD_MP4_PREFIX)]:
+        del tags[key]
+    frames: dict[str, str] = {}
+    for key, value in values.items():
+        put(f"{_MP4_PREFIX}MERSDK_{key.upper()}", value)
+    kept = existing if _is_user_mood(existing, ours_before, False) and not overwrite_mood else None
+    if kept is None:
+        put(mood_key, values["mood"])
+    return frames, kept, {}
+
+
+def _set_keyed(tags, values: dict[str, str], overwrite_mood: bool, mood_key: str) -> tuple[dict[str, str], str | None, dict]:
+    """Vorbis comments (case-insensitive keys) and ASF attributes: key -> [values]."""
+    def get(key):
+        try:
+            return _first(tags[key]) if key in tags else None
+        except (KeyError, ValueError):
+            return None
+
+    existing, ours_before = get(mood_key), get("MERSDK_MOOD")
+    # mersdk before MERSDK_MOOD existed wrote MOOD itself, beside MERSDK_MODEL
+    old_mersdk = ours_before is None and get("MERSDK_MODEL") is not None
+    frames = {}
+    for key, value in values.items():
+        tags[f"MERSDK_{key.upper()}"] = [value]
+        frames[f"MERSDK_{key.upper()}"] = value
+    kept = existing if _is_user_mood(existing, ours_before, old_mersdk) and not overwrite_mood else None
+    if kept is None:
+        tags[mood_key] = [values["mood"]]
+        frames[mood_key] = values["mood"]
+    return frames, kept, {}
+
+
+def _open_mutagen(path: str):
+    import mutagen
+
     try:
         f = mutagen.File(path)
     except Exception as e:  # noqa: BLE001 - mutagen raises many types on broken files
@@ -45,35 +173,164 @@ def write_mood_tags(path: str, label: str, valence: float, arousal: float, model
             f.add_tags()
         except Exception as e:  # noqa: BLE001
             raise TagWriteError(f"{path}: cannot add a tag block to this container ({e})") from None
+    return f
+
+
+def _apply(f, path: str, values: dict[str, str], overwrite_mood: bool) -> tuple[dict[str, str], str | None, dict]:
+    from mutagen.asf import ASFTags
+    from mutagen.id3 import ID3
+    from mutagen.mp4 import MP4Tags
+
     tags = f.tags
-    frames: dict[str, str] = {}
-    save_kwargs = {}
     if isinstance(tags, ID3):
-        v24 = tags.version[:2] != (2, 3)  # new tags and v2.2 (which mutagen upgrades) are saved as v2.4
-        for key, value in values.items():
-            name = f"MERSDK_{key.upper()}"
-            tags.setall(f"TXXX:{name}", [TXXX(encoding=3, desc=name, text=[value])])
-            frames[f"TXXX:{name}"] = value
-        if v24:
-            tags.setall("TMOO", [TMOO(encoding=3, text=[label])])
-            frames["TMOO"] = label
-        save_kwargs["v2_version"] = 4 if v24 else 3
-    elif isinstance(tags, MP4Tags):
-        for key, value in values.items():
-            name = f"----:com.mersdk:{key}"
-            tags[name] = [MP4FreeForm(value.encode("utf-8"), dataformat=AtomDataType.UTF8)]
-            frames[name] = value
-    elif hasattr(tags, "set") or hasattr(tags, "__setitem__"):  # Vorbis comments
-        names = {"mood": "MOOD", "valence": "MERSDK_VALENCE", "arousal": "MERSDK_AROUSAL", "model": "MERSDK_MODEL"}
-        for key, value in values.items():
-            tags[names[key]] = [value]
-            frames[names[key]] = value
-    else:
-        raise TagWriteError(f"{path}: tag type {type(tags).__name__} is not supported for writing")
-    if not dry_run:
+        return _set_id3(tags, values, overwrite_mood)
+    if isinstance(tags, MP4Tags):
+        return _set_mp4(tags, values, overwrite_mood)
+    if isinstance(tags, ASFTags):
+        return _set_keyed(tags, values, overwrite_mood, MOOD_FIELDS["asf"])
+    if hasattr(tags, "__setitem__") and hasattr(tags, "__contains__"):  # Vorbis comments
+        return _set_keyed(tags, values, overwrite_mood, MOOD_FIELDS["vorbis"])
+    raise TagWriteError(f"{path}: tag type {type(tags).__name__} is not supported for writing")
+
+
+def audio_digest(path: str) -> str:
+    """A digest of a file's audio: its decoded samples where libsndfile reads it, else its demuxed
+    compressed audio packets (PyAV). Tag writing must leave it unchanged."""
+    import soundfile as sf
+
+    h = hashlib.sha256()
+    try:
+        sfile = sf.SoundFile(path)
+    except Exception:  # noqa: BLE001 - not a libsndfile format: compare packets below
+        sfile = None
+    if sfile is not None:
+        try:
+            with sfile:
+                h.update(f"samples {sfile.samplerate} {sfile.channels} ".encode())
+                for block in sfile.blocks(blocksize=1 << 16, dtype="float64"):
+                    h.update(block.tobytes())
+        except Exception as e:  # noqa: BLE001 - a stream that stops decoding midway (libsndfile errors)
+            raise TagWriteError(f"{path}: its audio does not decode to the end ({e}), so a write could not be "
+                                "checked; tags not written") from None
+        return h.hexdigest()
+    try:
+        import av
+    except ImportError:
+        raise TagWriteError(f"{path}: the audio cannot be checked after writing without PyAV "
+                            '(pip install "mersdk[decoders]"); tags not written') from None
+    try:
+        with av.open(path) as container:
+            stream = next(s for s in container.streams if s.type == "audio")
+            h.update(f"packets {stream.codec_context.name} ".encode())
+            for packet in container.demux(stream):
+                if packet.size:
+                    h.update(f"{packet.pts} {packet.size} ".encode())
+                    h.update(bytes(packet))
+    except (StopIteration, av.error.FFmpegError) as e:
+        raise TagWriteError(f"{path}: its audio cannot be read to check the write ({e}); tags not written") from None
+    return h.hexdigest()
+
+
+def writable(path: str) -> bool:
+    """Whether this process may write ``path`` (its mode, as the kernel would judge it)."""
+    return os.access(path, os.W_OK)
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a folder; the file itself was synced
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temps(folder: str, base: str, ext: str) -> None:
+    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(base)}.*{TEMP_MARK}{glob.escape(ext)}")):
+        try:
+            os.unlink(stale)
+        except OSError:
+            pass
+
+
+def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def _write_atomically(real: str, st: os.stat_result, values: dict[str, str], overwrite_mood: bool,
+                      keep_mtime: bool) -> TagWrite:
+    folder, base = os.path.split(real)
+    ext = os.path.splitext(base)[1]
+    _remove_stale_temps(folder, base, ext)
+    before = audio_digest(real)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f"{TEMP_MARK}{ext}", dir=folder)
+    except OSError as e:
+        raise TagWriteError(f"{real}: cannot create a temporary file in its folder ({e.strerror or e}); "
+                            "tags not written") from None
+    try:
+        with open(real, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        own = os.stat(tmp)
+        if (own.st_uid, own.st_gid) != (st.st_uid, st.st_gid):
+            try:
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except PermissionError:
+                raise TagWriteError(f"{real}: its owner/group cannot be kept by this user; tags not written") from None
+        shutil.copystat(real, tmp)  # mode, extended attributes (after chown, which may clear set-id bits)
+        f = _open_mutagen(tmp)
+        frames, kept, save_kwargs = _apply(f, real, values, overwrite_mood)
         try:
             f.save(**save_kwargs)
         except Exception as e:  # noqa: BLE001 - PermissionError arrives wrapped in MutagenError
-            reason = getattr(e, "strerror", None) or str(e)
-            raise TagWriteError(f"{path}: tags not written ({reason})") from None
-    return frames
+            raise TagWriteError(f"{real}: tags not written ({getattr(e, 'strerror', None) or e})") from None
+        with open(tmp, "rb+") as synced:
+            os.fsync(synced.fileno())
+        if audio_digest(tmp) != before:
+            raise TagWriteError(f"{real}: the tagged copy does not hold the same audio; original left as it was")
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns if keep_mtime else time.time_ns()))
+        if not _same_file_state(os.stat(real), st):
+            raise TagWriteError(f"{real}: the file changed while its tags were written; left as it is")
+        os.replace(tmp, real)
+    except BaseException as e:  # Ctrl-C included: never leave the copy behind
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise TagWriteError(f"{real}: tags not written ({e.strerror or e})") from None
+        raise
+    _fsync_dir(folder)
+    return TagWrite(frames, kept)
+
+
+def write_mood_tags(path: str | os.PathLike, label: str, valence: float, arousal: float, model_hash: str, *,
+                    dry_run: bool = False, overwrite_mood: bool = False, keep_mtime: bool = False) -> TagWrite:
+    """Write (with ``dry_run``: only compute) the mood tags of ``path`` atomically (module docstring).
+
+    Raises ``TagWriteError`` when the file cannot be tagged; the file is then left as it was."""
+    try:
+        import mutagen  # noqa: F401
+    except ImportError:
+        raise TagWriteError('writing tags needs mutagen: pip install "mersdk[tag]"') from None
+    path = os.fspath(path)
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError as e:
+        raise TagWriteError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise TagWriteError(f"{path}: not a regular file; tags not written")
+    values = mood_values(label, valence, arousal, model_hash)
+    if dry_run:
+        frames, kept, _ = _apply(_open_mutagen(real), path, values, overwrite_mood)
+        return TagWrite(frames, kept)
+    if st.st_nlink > 1:
+        raise TagWriteError(f"{path}: has {st.st_nlink} hard links, which replacing it would split; tags not written")
+    if not writable(real):
+        raise TagWriteError(f"{path}: tags not written (Permission denied: the file is read-only)")
+    return _write_atomically(real, st, values, overwrite_mood, keep_mtime)
