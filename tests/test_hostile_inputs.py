@@ -353,10 +353,13 @@ def cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     ["--hop-s", "0"], ["--smooth", "0"], ["--plot", "/nonexistent/x.png"], ["--plot", "{tmp}"],
     ["--plot", "{tmp}/x.notanimage"], ["--backend", "foo"], ["--device", "tpu"],
     ["--lyrics-file", "{tmp}/l.lrc", "--lyrics-text", "hi"], ["--lyrics-file", "{tmp}/missing"],
-    ["--lyrics", "{tmp}/fifo.lrc"], ["--lyrics-file", "{tmp}"],
+    ["--lyrics", "{tmp}/fifo.lrc"], ["--lyrics-file", "{tmp}"], ["--plot", "{tmp}/fifo.png"],
+    ["--plot", "{tmp}/loop.png"],
 ])
 def test_analyze_usage_errors_before_any_work(tmp_path, args):
     os.mkfifo(tmp_path / "fifo.lrc")
+    os.mkfifo(tmp_path / "fifo.png")
+    make_special(tmp_path, "loop", "loop.png")
     r = cli("analyze", EXAMPLE_AUDIO, *[a.replace("{tmp}", str(tmp_path)) for a in args], timeout=60)
     assert r.returncode == 2, r.stderr
     assert "error:" in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
