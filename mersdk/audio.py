@@ -315,6 +315,11 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
         raise AudioDecodeError(f"{name}: not decodable audio (no audio frames: an empty, truncated or corrupt file)")
 
 
+def _warn_cut(name: str, seconds: float, error) -> None:
+    log.warning("%s: decoding stopped after %.1f s (%s); the file may be truncated or corrupt: using what decoded",
+                name, seconds, error)
+
+
 def _read_blocks(f, source, name: str, info: StreamInfo):
     """Yield (block, last) from an open SoundFile. A decode error (a file cut mid-stream, a damaged
     tail) fails a whole large read, so the failed block is read again in small pieces from a fresh
@@ -351,8 +356,7 @@ def _read_blocks(f, source, name: str, info: StreamInfo):
         pass  # reached the damage: stop here
     if done + salvaged == 0:
         raise AudioDecodeError(f"{name}: not decodable audio (decoding failed at the start: {failure})") from None
-    log.warning("%s: decoding stopped after %.1f s (%s); the file may be truncated or corrupt: using what decoded",
-                name, (done + salvaged) / f.samplerate, failure)
+    _warn_cut(name, (done + salvaged) / f.samplerate, failure)
     tail = np.concatenate(pieces) if pieces else np.zeros((0, f.channels), np.float32)
     yield tail, True
 
@@ -436,14 +440,19 @@ def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, in
             to_float = av.AudioResampler(format="fltp")
             stream_rs = (None if sr == target_rate
                          else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ"))
-            for frame in container.decode(stream):
-                for f in to_float.resample(frame):
-                    a = f.to_ndarray()
-                    mono = np.ascontiguousarray(a.mean(axis=0, dtype=np.float32) if a.shape[0] > 1 else a[0])
-                    _account_block(info, mono, name, sr, max_duration_s)
-                    out = stream_rs.resample_chunk(mono) if stream_rs else mono
-                    if out.size:
-                        yield np.asarray(out, np.float32)
+            try:
+                for frame in container.decode(stream):
+                    for f in to_float.resample(frame):
+                        a = f.to_ndarray()
+                        mono = np.ascontiguousarray(a.mean(axis=0, dtype=np.float32) if a.shape[0] > 1 else a[0])
+                        _account_block(info, mono, name, sr, max_duration_s)
+                        out = stream_rs.resample_chunk(mono) if stream_rs else mono
+                        if out.size:
+                            yield np.asarray(out, np.float32)
+            except av.error.FFmpegError as e:
+                if info.frames_in == 0:
+                    raise
+                _warn_cut(name, info.frames_in / sr, e)
             if stream_rs:
                 tail = stream_rs.resample_chunk(np.zeros(0, np.float32), last=True)
                 if tail.size:

@@ -15,6 +15,7 @@ import os
 import sys
 
 from .errors import AudioError, MersdkError, UsageError
+from .files import check_regular_file
 
 EXIT_INPUT_FAILED = 1
 EXIT_USAGE = 2
@@ -138,6 +139,8 @@ def _check_plot_path(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise UsageError(f"--plot {path}: is a directory; give a file name such as timeline.png")
+    if os.path.lexists(path):  # an existing FIFO would block the write; a device would take it
+        check_regular_file(path, error=UsageError)
     if not os.path.isdir(folder):
         raise UsageError(f"--plot {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -61,6 +61,23 @@ def test_drm_sample_entry_is_refused(tmp_path):
         load_audio(tmp_path / "x.m4p", 16000)
 
 
+@needs_av
+def test_pyav_file_cut_mid_stream_uses_what_decodes(tmp_path, caplog):
+    """As for FLAC through libsndfile: a WMA cut in half gives the audio before the cut, with a warning."""
+    import logging
+
+    data = write_wma(tmp_path / "x.wma").read_bytes()
+    cut = tmp_path / "cut.wma"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with caplog.at_level(logging.WARNING, logger="mersdk.audio"):
+        a = load_audio(cut, 16000)
+    assert 0.5 < a.duration_s < 1.4 and np.isfinite(a.samples).all()
+    assert any("decoding stopped" in r.getMessage() for r in caplog.records)
+    cut.write_bytes(data[:600])  # the header only: nothing decodes
+    with pytest.raises(mersdk.AudioError):
+        load_audio(cut, 16000)
+
+
 def test_without_pyav_the_error_names_the_extra(tmp_path, monkeypatch):
     f = tmp_path / "x.m4a"
     f.write_bytes(b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 4000)

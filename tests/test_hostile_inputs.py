@@ -353,10 +353,13 @@ def cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     ["--hop-s", "0"], ["--smooth", "0"], ["--plot", "/nonexistent/x.png"], ["--plot", "{tmp}"],
     ["--plot", "{tmp}/x.notanimage"], ["--backend", "foo"], ["--device", "tpu"],
     ["--lyrics-file", "{tmp}/l.lrc", "--lyrics-text", "hi"], ["--lyrics-file", "{tmp}/missing"],
-    ["--lyrics", "{tmp}/fifo.lrc"], ["--lyrics-file", "{tmp}"],
+    ["--lyrics", "{tmp}/fifo.lrc"], ["--lyrics-file", "{tmp}"], ["--plot", "{tmp}/fifo.png"],
+    ["--plot", "{tmp}/loop.png"],
 ])
 def test_analyze_usage_errors_before_any_work(tmp_path, args):
     os.mkfifo(tmp_path / "fifo.lrc")
+    os.mkfifo(tmp_path / "fifo.png")
+    make_special(tmp_path, "loop", "loop.png")
     r = cli("analyze", EXAMPLE_AUDIO, *[a.replace("{tmp}", str(tmp_path)) for a in args], timeout=60)
     assert r.returncode == 2, r.stderr
     assert "error:" in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
@@ -401,3 +404,51 @@ def test_predict_one_file_has_the_same_shape_and_lyrics_rule(tmp_path):
     a, b = json.loads(by_file.stdout), json.loads(by_text.stdout)  # exactly one line each
     assert a["error"] is None and a["lyrics_used"]
     assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-9)
+
+
+# ---- generated inputs: only MersdkErrors, never a crash ------------------------------------------
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.binary(max_size=4096), st.sampled_from([b"", b"RIFF", b"fLaC", b"OggS", b"ID3\x03", b"\xff\xfb"]))
+def test_fuzz_audio_bytes(data, magic):
+    try:
+        a = load_audio(magic + data, 16000)
+    except mersdk.MersdkError:
+        return
+    assert np.isfinite(a.samples).all() and a.duration_s >= 0.5
+
+
+@FUZZ
+@given(hnp.arrays(dtype=st.sampled_from([np.float32, np.float64, np.int16, np.int32, np.uint8, np.float16]),
+                  shape=st.one_of(st.tuples(st.integers(1, 40000)),
+                                  st.tuples(st.integers(1, 9), st.integers(1, 20000)),
+                                  st.tuples(st.integers(1, 20000), st.integers(1, 9)),
+                                  st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 100)))),
+       st.one_of(st.sampled_from([8000, 16000, 44100, 48000.0]), st.integers(-10, 400000),
+                 st.floats(allow_nan=True, allow_infinity=True)))
+def test_fuzz_audio_arrays(x, sr):
+    try:
+        a = load_audio(x, 16000, sample_rate=sr, max_duration_s=60)
+    except mersdk.MersdkError:
+        return
+    assert np.isfinite(a.samples).all() and a.sample_rate == 16000
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=400), st.binary(max_size=400),
+                 st.lists(st.tuples(st.integers(0, 999), st.floats(0, 99), st.text(max_size=20)), max_size=20).map(
+                     lambda rows: "\n".join(f"[{m}:{s:05.2f}]{t}" for m, s, t in rows))))
+def test_fuzz_lyrics(text):
+    try:
+        ly = load_lyrics(text)
+    except mersdk.LyricsError:
+        return
+    assert ly is None or (isinstance(ly.text, str) and ly.lines)
