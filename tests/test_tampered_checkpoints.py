@@ -225,8 +225,8 @@ def _with_weights(small_ckpt, tmp_path, blob: bytes) -> Path:
 
 
 WEIGHT_CASES = {
-    "tensor_of_100_GB": (_safetensors({"w": {"dtype": "F32", "shape": [25_000_000_000], "data_offsets": [0, 100_000_000_000]}},
-                                      b"\0" * 64), "claims shape"),
+    "tensor_of_100_GB": (_safetensors({"w": {"dtype": "F32", "shape": [25_000_000_000],
+                                             "data_offsets": [0, 100_000_000_000]}}, b"\0" * 64), "claims shape"),
     "shape_larger_than_offsets": (_safetensors({"w": {"dtype": "F32", "shape": [1 << 40], "data_offsets": [0, 64]}},
                                                b"\0" * 64), "claims shape"),
     "header_length_2**63": (_safetensors({}, b"", length=1 << 63), "not a safetensors file"),
@@ -237,7 +237,8 @@ WEIGHT_CASES = {
     "negative_dim": (_safetensors({"w": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}, b"\0" * 16),
                      "malformed"),
     "overlapping": (_safetensors({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
-                                  "b": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 32), "overlap"),
+                                  "b": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 32),
+                    "overlap"),
     "trailing_bytes": (_safetensors({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 4096),
                        "covers 16 of 4,096"),
     "empty_file": (b"", "not a safetensors file"),
@@ -294,7 +295,8 @@ def test_weights_of_another_model_are_refused_by_shape(small_ckpt, tmp_path):
     from mersdk.config import ModelConfig
     from mersdk.model import EmotionModel
 
-    other = save_checkpoint(EmotionModel(ModelConfig(d_model=32, n_heads=2, n_layers=1, ffn_dim=64)), tmp_path / "other")
+    other = save_checkpoint(EmotionModel(ModelConfig(d_model=32, n_heads=2, n_layers=1, ffn_dim=64)),
+                            tmp_path / "other")
     path = _with_weights(small_ckpt, tmp_path, (other.path / WEIGHTS_NAME).read_bytes())
     with pytest.raises(CheckpointError, match="wrong shape"):
         load_model(read_checkpoint(path))
@@ -382,7 +384,8 @@ EXPORT_CASES = {
     "token_id_string": (_edit(lambda m: (m["tokenizer"].update(cls_id="101"), m)[1]), "integer cls_id"),
     "manifest_list": (lambda p: _write_manifest(p, [1]), "manifest version None"),
     "manifest_v1": (_edit(lambda m: dict(m, manifest_version=1)), "manifest version 1"),
-    "manifest_nested": (lambda p: (p / "onnx_export.json").write_text("[" * 50_000 + "]" * 50_000), "nested too deeply"),
+    "manifest_nested": (lambda p: (p / "onnx_export.json").write_text("[" * 50_000 + "]" * 50_000),
+                        "nested too deeply"),
     "manifest_oversized": (_edit(lambda m: dict(m, pad="x" * (2 << 20))), "at most"),
     "manifest_nan": (lambda p: (p / "onnx_export.json").write_text('{"opset": NaN}'), "NaN is not a JSON number"),
     "manifest_fifo": (_fifo("onnx_export.json"), "not a regular file"),
@@ -462,7 +465,7 @@ def _fake_stages(monkeypatch, fail_at: str | None = None, die=None):
     class Tok:
         cls_token_id, sep_token_id, pad_token_id = 101, 102, 0
 
-        class backend_tokenizer:  # noqa: N801
+        class backend_tokenizer:
             @staticmethod
             def save(p):
                 Path(p).write_text('{"new": 1}')
@@ -490,7 +493,7 @@ def test_interrupted_re_export_leaves_the_previous_export_usable(exported_ckpt, 
     with pytest.raises((KeyboardInterrupt, RuntimeError)):
         onnx_export.export_onnx(path, log=lambda *_: None)
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before  # nothing changed, no temp file left
-    exp, why = find_export(read_checkpoint(path))
+    _, why = find_export(read_checkpoint(path))
     assert why is None
     from mersdk import backends
 
@@ -597,7 +600,7 @@ def test_killed_re_export_leaves_the_previous_export_or_none(exported_ckpt, tmp_
         path = _export_copy(exported_ckpt, tmp_path / point)
         old_manifest = (path / MANIFEST).read_bytes()
         r = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, str(path), point, tests_dir],
-                           capture_output=True, text=True, timeout=300)
+                           check=False, capture_output=True, text=True, timeout=300)
         assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
         ck = read_checkpoint(path)
         exp, why = find_export(ck)
