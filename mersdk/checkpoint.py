@@ -30,9 +30,10 @@ import os
 import re
 import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ._version import __version__
 from .config import FORMAT_VERSION, READABLE_FORMATS, ModelConfig
@@ -250,6 +251,10 @@ def write_text_atomic(path: os.PathLike, text: str) -> None:
 
 
 # Weights --------------------------------------------------------------------------------------------
+def _naturals(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
+
+
 def read_safetensors_header(path: os.PathLike) -> dict[str, TensorInfo]:
     """Tensor name -> dtype and shape from a safetensors file's header, checked against the file:
     bounded header, known dtypes, every tensor's byte range exactly its shape's size, the ranges
@@ -280,9 +285,7 @@ def read_safetensors_header(path: os.PathLike) -> dict[str, TensorInfo]:
         dtype, shape, offsets = t["dtype"], t["shape"], t["data_offsets"]
         if dtype not in SAFETENSORS_DTYPES:
             raise CheckpointError(f"{bad} has an unknown dtype {str(dtype)[:20]!r}")
-        ints = lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0  # noqa: E731
-                                                     for x in v)
-        if not ints(shape) or len(shape) > MAX_TENSOR_DIMS or not ints(offsets) or len(offsets) != 2:
+        if not _naturals(shape) or len(shape) > MAX_TENSOR_DIMS or not _naturals(offsets) or len(offsets) != 2:
             raise CheckpointError(f"{bad} has a malformed shape or data_offsets")
         nbytes = math.prod(shape) * SAFETENSORS_DTYPES[dtype]
         if offsets[1] - offsets[0] != nbytes or offsets[1] > data_bytes:
@@ -375,7 +378,8 @@ def _check_meta(meta: Any, cfg_path: Path) -> int:
         writer = str(meta.get("mersdk_version", "?"))[:40]
         raise CheckpointError(
             f"{cfg_path.parent}: checkpoint format {str(fv)[:20]} (written by mersdk {writer}); this mersdk "
-            f"{__version__} reads formats {', '.join(map(str, READABLE_FORMATS))}. Re-export the model with this version."
+            f"{__version__} reads formats {', '.join(map(str, READABLE_FORMATS))}. "
+            "Re-export the model with this version."
         )
     unknown = sorted(str(k)[:40] for k in meta if k not in TOP_LEVEL_KEYS)
     if unknown:

@@ -3,13 +3,15 @@
 One dataclass tree describes the front end (sample rate, mel settings), the network's sizes, the
 text encoder it was trained with and the label sets of its heads. Training, export and inference all
 build the network from this object, so a checkpoint fully describes the model it holds.
+``ModelConfig.from_dict`` checks JSON data against the schema at the end of this file (types,
+documented bounds, unknown and required keys) before building anything from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,13 +243,12 @@ def _check_value(name: str, v: Any, b: Bound) -> None:
             raise _fail(name, f"must be a number, got {type(v).__name__} {v!r:.40}")
         if not math.isfinite(v):
             raise _fail(name, f"must be finite, got {v!r}")
-    elif b.kind is str:
-        if not isinstance(v, str):
-            raise _fail(name, f"must be a string, got {type(v).__name__} {v!r:.40}")
+    elif b.kind is str and not isinstance(v, str):
+        raise _fail(name, f"must be a string, got {type(v).__name__} {v!r:.40}")
+    if b.choices is not None and v not in b.choices:
+        allowed = ", ".join(repr(c) for c in b.choices) + (" or null" if b.nullable else "")
+        raise _fail(name, f"must be one of {allowed}, got {v!r:.40}")
     if b.choices is not None:
-        if v not in b.choices:
-            allowed = ", ".join(repr(c) for c in b.choices) + (" or null" if b.nullable else "")
-            raise _fail(name, f"must be one of {allowed}, got {v!r:.40}")
         return
     size = len(v) if b.kind is str else v
     if b.lo is not None and size < b.lo or b.hi is not None and size > b.hi:
@@ -301,7 +302,7 @@ def check_model_dict(d: Any, *, complete: bool = False) -> None:
     wrong type, out of bounds, unknown or (``complete``) missing; cheap, allocates nothing."""
     _check_object("model", d, ModelConfig, complete, "")
     fe = d.get("frontend", {})
-    get = lambda k: fe.get(k, getattr(FrontendConfig, k))  # noqa: E731  (defaults for absent keys)
+    get = lambda k: fe.get(k, getattr(FrontendConfig, k))  # the default for an absent key
     sr, n_fft, hop, n_mels = get("sample_rate"), get("n_fft"), get("hop_length"), get("n_mels")
     if n_mels > n_fft // 2 + 1:
         raise _fail("frontend.n_mels", f"{n_mels} mel bands need n_fft >= {2 * (n_mels - 1)} (n_fft is {n_fft})")

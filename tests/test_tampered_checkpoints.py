@@ -225,8 +225,8 @@ def _with_weights(small_ckpt, tmp_path, blob: bytes) -> Path:
 
 
 WEIGHT_CASES = {
-    "tensor_of_100_GB": (_safetensors({"w": {"dtype": "F32", "shape": [25_000_000_000], "data_offsets": [0, 100_000_000_000]}},
-                                      b"\0" * 64), "claims shape"),
+    "tensor_of_100_GB": (_safetensors({"w": {"dtype": "F32", "shape": [25_000_000_000],
+                                             "data_offsets": [0, 100_000_000_000]}}, b"\0" * 64), "claims shape"),
     "shape_larger_than_offsets": (_safetensors({"w": {"dtype": "F32", "shape": [1 << 40], "data_offsets": [0, 64]}},
                                                b"\0" * 64), "claims shape"),
     "header_length_2**63": (_safetensors({}, b"", length=1 << 63), "not a safetensors file"),
@@ -237,7 +237,8 @@ WEIGHT_CASES = {
     "negative_dim": (_safetensors({"w": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}, b"\0" * 16),
                      "malformed"),
     "overlapping": (_safetensors({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
-                                  "b": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 32), "overlap"),
+                                  "b": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 32),
+                    "overlap"),
     "trailing_bytes": (_safetensors({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 4096),
                        "covers 16 of 4,096"),
     "empty_file": (b"", "not a safetensors file"),
@@ -294,7 +295,8 @@ def test_weights_of_another_model_are_refused_by_shape(small_ckpt, tmp_path):
     from mersdk.config import ModelConfig
     from mersdk.model import EmotionModel
 
-    other = save_checkpoint(EmotionModel(ModelConfig(d_model=32, n_heads=2, n_layers=1, ffn_dim=64)), tmp_path / "other")
+    other = save_checkpoint(EmotionModel(ModelConfig(d_model=32, n_heads=2, n_layers=1, ffn_dim=64)),
+                            tmp_path / "other")
     path = _with_weights(small_ckpt, tmp_path, (other.path / WEIGHTS_NAME).read_bytes())
     with pytest.raises(CheckpointError, match="wrong shape"):
         load_model(read_checkpoint(path))
@@ -382,7 +384,8 @@ EXPORT_CASES = {
     "token_id_string": (_edit(lambda m: (m["tokenizer"].update(cls_id="101"), m)[1]), "integer cls_id"),
     "manifest_list": (lambda p: _write_manifest(p, [1]), "manifest version None"),
     "manifest_v1": (_edit(lambda m: dict(m, manifest_version=1)), "manifest version 1"),
-    "manifest_nested": (lambda p: (p / "onnx_export.json").write_text("[" * 50_000 + "]" * 50_000), "nested too deeply"),
+    "manifest_nested": (lambda p: (p / "onnx_export.json").write_text("[" * 50_000 + "]" * 50_000),
+                        "nested too deeply"),
     "manifest_oversized": (_edit(lambda m: dict(m, pad="x" * (2 << 20))), "at most"),
     "manifest_nan": (lambda p: (p / "onnx_export.json").write_text('{"opset": NaN}'), "NaN is not a JSON number"),
     "manifest_fifo": (_fifo("onnx_export.json"), "not a regular file"),
@@ -442,12 +445,16 @@ def test_export_symlink_inside_the_folder_is_allowed(exported_ckpt, tmp_path):
     assert why is None and exp is not None
 
 
-def _fake_stages(monkeypatch, fail_at: str | None = None):
+def _fake_stages(monkeypatch, fail_at: str | None = None, die=None):
     """Replace the slow exporter stages with ones that write small stand-in files (the real ones
-    run in the session's ``exported_ckpt``); ``fail_at`` raises in that stage, as Ctrl-C would."""
+    run in the session's ``exported_ckpt``); ``fail_at`` raises in that stage, as Ctrl-C would
+    (``die``: calls it there instead). ``monkeypatch``: a pytest fixture, or anything with setattr."""
     from mersdk.export import onnx_export
 
     def model(ck, path, opset, verbose):
+        if fail_at == "model" and die:
+            path.write_bytes(b"partial")
+            die()
         if fail_at == "model":
             path.write_bytes(b"partial")
             raise KeyboardInterrupt
@@ -458,13 +465,15 @@ def _fake_stages(monkeypatch, fail_at: str | None = None):
     class Tok:
         cls_token_id, sep_token_id, pad_token_id = 101, 102, 0
 
-        class backend_tokenizer:  # noqa: N801
+        class backend_tokenizer:
             @staticmethod
             def save(p):
                 Path(p).write_text('{"new": 1}')
 
     def text(ck, path, opset, verbose):
         path.write_bytes(b"partial text encod")
+        if fail_at == "text" and die:
+            die()
         if fail_at == "text":
             raise RuntimeError("the exporter died")
         return {"file": path.name, "sha256": sha256_file(path), "check_max_abs_diff": 0.0}, Tok
@@ -484,7 +493,7 @@ def test_interrupted_re_export_leaves_the_previous_export_usable(exported_ckpt, 
     with pytest.raises((KeyboardInterrupt, RuntimeError)):
         onnx_export.export_onnx(path, log=lambda *_: None)
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before  # nothing changed, no temp file left
-    exp, why = find_export(read_checkpoint(path))
+    _, why = find_export(read_checkpoint(path))
     assert why is None
     from mersdk import backends
 
@@ -504,10 +513,10 @@ def test_re_export_interrupted_while_committing_leaves_no_export(exported_ckpt, 
             raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    monkeypatch.setattr(onnx_export.os, "replace", dying_replace)
+    monkeypatch.setattr(os, "replace", dying_replace)
     with pytest.raises(KeyboardInterrupt):
         onnx_export.export_onnx(path, log=lambda *_: None)
-    monkeypatch.setattr(onnx_export.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     why = _why(path)
     assert "no ONNX export" in why  # clearly absent, never a manifest naming other files
     choice = backends.choose("auto", "cpu", checkpoint=read_checkpoint(path))
@@ -526,10 +535,7 @@ def test_re_export_writes_manifest_last_and_cleans_dead_temps(exported_ckpt, tmp
     onnx_export = _fake_stages(monkeypatch)
     order = []
     real_replace = os.replace
-    monkeypatch.setattr(onnx_export.os, "replace", lambda s, d: (order.append(Path(d).name), real_replace(s, d))[1])
-    import mersdk.checkpoint as checkpoint
-
-    monkeypatch.setattr(checkpoint.os, "replace", lambda s, d: (order.append(Path(d).name), real_replace(s, d))[1])
+    monkeypatch.setattr(os, "replace", lambda s, d: (order.append(Path(d).name), real_replace(s, d))[1])
     onnx_export.export_onnx(path, log=lambda *_: None)
     assert order[-1] == MANIFEST and set(order[:-1]) == {"model.onnx", "text_encoder.onnx", "tokenizer.json"}
     assert not dead.exists() and alive.exists()
@@ -554,3 +560,58 @@ def test_damaged_cached_engine_is_not_trusted(tmp_path):
     sidecar.write_text(json.dumps({"target": "x"}))
     assert "older mersdk" in _cached_engine_damage(engine)
 
+
+
+_KILLED_EXPORT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[3])
+from test_tampered_checkpoints import _fake_stages
+
+class Patch:
+    setattr = staticmethod(setattr)
+
+point = sys.argv[2]
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)  # no finally block, no atexit: a real kill
+onnx_export = _fake_stages(Patch, point if point in ("model", "text") else None, die)
+real_replace, calls = os.replace, []
+def replace(src, dst):
+    calls.append(dst)
+    if point == f"replace{len(calls)}":
+        die()
+    return real_replace(src, dst)
+os.replace = replace
+onnx_export.export_onnx(sys.argv[1], log=lambda *_: None)
+"""
+
+
+def test_killed_re_export_leaves_the_previous_export_or_none(exported_ckpt, tmp_path, monkeypatch):
+    """SIGKILL at each stage of a re-export (the stages are stand-ins; the kill is real): afterwards
+    the old export is intact or there is no manifest at all, ``auto`` picks accordingly, and the
+    next export cleans the dead process's temporary files and works."""
+    import signal
+    import subprocess
+    import sys
+
+    from mersdk import backends
+    from mersdk.export import MANIFEST, find_export
+
+    tests_dir = str(Path(__file__).parent)
+    for point in ("model", "text", "replace1", "replace2", "replace3", "replace4"):
+        path = _export_copy(exported_ckpt, tmp_path / point)
+        old_manifest = (path / MANIFEST).read_bytes()
+        r = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, str(path), point, tests_dir],
+                           check=False, capture_output=True, text=True, timeout=300)
+        assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+        ck = read_checkpoint(path)
+        exp, why = find_export(ck)
+        choice = backends.choose("auto", "cpu", checkpoint=ck)
+        if point in ("model", "text"):  # killed before committing: the old export, untouched
+            assert why is None and (path / MANIFEST).read_bytes() == old_manifest and choice.name == "onnx"
+            assert list(path.glob(".*.tmp"))  # the dead process's partial files, for the next export
+        else:  # killed while committing: clearly absent, never a manifest naming files it does not match
+            assert "no ONNX export" in why and choice.name == "torch"
+        onnx_export = _fake_stages(monkeypatch)
+        onnx_export.export_onnx(path, log=lambda *_: None)
+        exp, why = find_export(read_checkpoint(path))
+        assert why is None and exp.model_path.read_bytes() == b"new model"
+        assert not list(path.glob(".*.tmp"))

@@ -145,7 +145,8 @@ def find_export(checkpoint, folder=None) -> tuple[OnnxExport | None, str | None]
                       f"{export_hint(checkpoint.path)}")
     if manifest.get("weights_sha256") != checkpoint.weights_sha256:
         return None, (f"the ONNX export in {folder} was made from weights {str(manifest.get('weights_sha256'))[:12]}, "
-                      f"the checkpoint holds {checkpoint.weights_sha256[:12]}: it is stale; {export_hint(checkpoint.path)}")
+                      f"the checkpoint holds {checkpoint.weights_sha256[:12]}: it is stale; "
+                      f"{export_hint(checkpoint.path)}")
     why = _check_manifest(manifest, folder)
     if why:
         return None, f"{mpath}: {why}; {export_hint(checkpoint.path)}"
