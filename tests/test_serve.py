@@ -353,3 +353,23 @@ def test_ray_builder_args_are_typed():
     assert (config.max_batch, config.num_threads, config.root, config.max_wait_ms) == (16, 1, "/music", 5.0)
     with pytest.raises(ValueError, match="unknown option 'replicas'"):
         parse_builder_args({"replicas": "2"})
+
+
+def test_batcher_isolates_a_bad_input_and_refuses_after_close(recognizer):
+    from mersdk.errors import AudioDecodeError
+    from mersdk.serve import Batcher, ShuttingDownError
+    from mersdk.serve.batching import Job
+
+    clips = [wav_bytes(2.0, 300.0 + 100 * i, seed=i) for i in range(3)]
+    batches = []
+    with Batcher(recognizer, max_batch=8, max_wait_s=0.5, on_batch=lambda n, s: batches.append(n)) as batcher:
+        jobs = [Job("predict", c, None) for c in clips[:2]] + [Job("predict", b"not audio" * 50, None),
+                                                               Job("predict", clips[2], b"la la")]
+        futures = [batcher.submit(j) for j in jobs]
+        results = [f.exception(60) or f.result() for f in futures]
+    assert batches == [4]  # one model call for all four
+    assert isinstance(results[2], AudioDecodeError)
+    for r, c, ly in ((results[0], clips[0], None), (results[1], clips[1], None), (results[3], clips[2], b"la la")):
+        assert same_prediction(r.to_dict(), recognizer.predict(c, ly))
+    with pytest.raises(ShuttingDownError):
+        batcher.submit(Job("predict", clips[0], None))
