@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import sqlite3
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -242,18 +243,23 @@ def add_selection_arguments(p) -> None:
     p.add_argument("--plot", metavar="PNG", help="also plot the library in the valence/arousal plane")
 
 
-def run_selection(tracks: Sequence[Track], args, emit=print) -> list[Track]:
+def _note(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def run_selection(tracks: Sequence[Track], args, emit=print, note=_note) -> list[Track]:
+    """Choose, write or print (``emit``: one line per track), plot; ``note`` says what was written."""
     chosen = make_playlist(tracks, mood=args.mood, near_point=args.near, path_from=args.path_from,
                            path_to=args.to, n=args.n)
     if args.out:
         write_m3u8(chosen, args.out)
-        emit(f"{len(chosen)} tracks -> {args.out}")
+        note(f"{len(chosen)} tracks -> {args.out}")
     else:
         for t in chosen:
             emit(f"{t.valence:+.2f} {t.arousal:+.2f}  {t.label:<10} {t.path}")
     if args.plot:
         plot_library(tracks, args.plot, highlight=chosen)
-        emit(f"plot -> {args.plot}")
+        note(f"plot -> {args.plot}")
     return chosen
 
 

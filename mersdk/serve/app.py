@@ -304,7 +304,7 @@ def create_app(config: ServeConfig | None = None, recognizer=None):
             service = service_of(request)
         except ShuttingDownError as e:
             return JSONResponse({"error": type(e).__name__, "detail": str(e)}, status_code=503)
-        return service.recognizer.info() | {"server": service.config.to_dict()}
+        return service.recognizer.info() | {"server": service.config.to_dict() | {"pid": os.getpid()}}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics(request: Request):

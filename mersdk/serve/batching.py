@@ -97,6 +97,12 @@ class Batcher:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # ------------------------------------------------------------------------------------------
     def _work(self) -> None:
         stop = False
