@@ -127,3 +127,37 @@ def test_readme_sequence_tags_analysed_files(tmp_path, capsys):
 
     assert cli_main(base + ["--write-tags"]) == 0
     assert "3 already done; 0 tagged" in capsys.readouterr().err
+
+
+def test_stores_from_an_earlier_version(tmp_path):
+    """A SQLite store without the new columns gains them; an old CSV keeps its header and still resumes
+    (by hash, having no mtime)."""
+    import csv
+    import sqlite3
+
+    from mersdk.tagging.store import COLUMNS
+
+    old_columns = [c for c in COLUMNS if c not in ("mtime_ns", "tagged_at")]
+    row = {c: None for c in old_columns} | {"path": "/m/a.flac", "sha256": "ab" * 32, "size_bytes": 10,
+                                            "model_hash": "m1", "label": "calm"}
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    db.execute(f"CREATE TABLE tracks ({', '.join(old_columns)}, PRIMARY KEY (path, model_hash))")
+    db.execute(f"INSERT INTO tracks VALUES ({', '.join('?' * len(old_columns))})", [row[c] for c in old_columns])
+    db.commit()
+    db.close()
+    with open_store(str(tmp_path / "old.sqlite")) as store:
+        done = store.done_map("m1", with_untagged_rows=True)
+        assert done["/m/a.flac"].sha256 == "ab" * 32 and done["/m/a.flac"].mtime_ns is None
+        assert done["/m/a.flac"].row["label"] == "calm"
+        store.write({**row, "path": "/m/b.flac", "mtime_ns": 5, "tagged_at": "now"})
+        assert store.done_map("m1")["/m/b.flac"].mtime_ns == 5
+
+    with open(tmp_path / "old.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=old_columns)
+        w.writeheader()
+        w.writerow(row)
+    with open_store(str(tmp_path / "old.csv")) as store:
+        store.write({**row, "path": "/m/b.flac", "mtime_ns": 5})
+        assert set(store.done_map("m1")) == {"/m/a.flac", "/m/b.flac"}
+    with open(tmp_path / "old.csv", newline="") as f:
+        assert [len(r) for r in csv.reader(f)] == [len(old_columns)] * 3
