@@ -66,3 +66,26 @@ def test_ray_matches_single_process(tmp_path, recognizer, local_ray):
     table = pq.read_table(tmp_path / "ray.parquet")
     assert table.num_rows == 5 and sorted(table.column("label").to_pylist(), key=str) == sorted(
         (r["label"] for r in a.values()), key=str)
+
+
+def test_ray_write_tags_after_analysis(tmp_path, local_ray):
+    """--write-tags on Ray tags files an earlier run analysed, from their stored rows, in the actors."""
+    pytest.importorskip("mutagen", reason='mutagen is not installed (pip install "mersdk[tag]")')
+    import mutagen
+
+    from mersdk.tagging import tag_with_ray
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    files = [write_clip(lib / "a.flac", "flac"), write_clip(lib / "b.mp3", "mp3", seed=1)]
+    out = tmp_path / "o.sqlite"
+    first = tag_with_ray([lib], out, concurrency=1, cpus_per_actor=2)
+    assert (first.predicted, first.tags_written) == (2, 0)
+    tagged = tag_with_ray([lib], out, concurrency=1, cpus_per_actor=2, write_tags=True)
+    assert (tagged.predicted, tagged.skipped, tagged.tags_written, tagged.tag_errors) == (0, 2, 2, 0)
+    rows = _rows(out)
+    for f in files:
+        tags = mutagen.File(f).tags
+        mood = tags.get("TMOO") or tags.get("MOOD")
+        assert str(mood[0] if isinstance(mood, list) else mood.text[0]) == rows[f.name]["label"]
+        assert rows[f.name]["tagged_at"] and rows[f.name]["size_bytes"] == f.stat().st_size

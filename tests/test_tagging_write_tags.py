@@ -228,3 +228,19 @@ def test_real_clips_tagged_in_place(tmp_path, recognizer):
     for name, samples in before.items():
         assert decoded(lib / name).tobytes() == samples.tobytes()
         assert _read_back(lib / name)["mood"] == rows[name]["label"]
+
+
+def test_cli_tells_the_user_when_a_write_failed(tmp_path, capsys, monkeypatch):
+    from mersdk.cli import main as cli_main
+    from mersdk.tagging import write_tags
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_clip(lib / "a.flac", "flac")
+    write_clip(lib / "b.flac", "flac", seed=1)
+    monkeypatch.setattr(write_tags, "writable", lambda path: not path.endswith("b.flac"))  # as if chmod 444
+    out = str(tmp_path / "o.sqlite")
+    assert cli_main(["tag", str(lib), "--out", out, "--no-progress", "--write-tags", "--backend", "torch"]) == 1
+    err = capsys.readouterr().err
+    assert "b.flac: tags not written (Permission denied" in err
+    assert "2 predicted, 0 errors, 0 already done; 1 tagged, 1 tag writes FAILED" in err

@@ -44,6 +44,10 @@ from .walk import FoundFile, walk_audio
 _RACY_MTIME_NS = 2_000_000_000
 
 
+class TagOptionError(MersdkError, ValueError):
+    """An option of ``tag_library`` is out of range (a ValueError too, as it was before)."""
+
+
 @dataclass
 class PreparedTrack:
     path: str
@@ -290,7 +294,7 @@ def tag_library(
     from ..recognizer import Recognizer
 
     if workers < 1 or batch_size < 1:
-        raise MersdkError(f"workers and batch_size must be >= 1 (got workers={workers}, batch_size={batch_size})")
+        raise TagOptionError(f"workers and batch_size must be >= 1 (got workers={workers}, batch_size={batch_size})")
     echo = echo or (lambda s: print(s, file=sys.stderr))
     stop = stop or threading.Event()
     paths = [os.fspath(p) for p in paths]

@@ -21,6 +21,7 @@ raises ``StoreError`` and ends the run, keeping the rows already written.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sqlite3
@@ -233,26 +234,42 @@ def _truncate_partial_line(path: str) -> None:
 
 
 class _LineStore(ResultStore):
-    """Append-only text stores (JSONL, CSV): the file's OSErrors and undecodable text become StoreError."""
+    """Append-only text stores (JSONL, CSV), written unbuffered one whole line at a time: a write that
+    fails (disk full, file size limit) is cut back to the last whole line and raises StoreError."""
 
     def _open_append(self, path: str):
         self.path, self.f = path, None
         try:
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    first = f.readline(1 << 16)
+                if first and not self._is_own_first_line(first):  # checked before anything is cut
+                    raise StoreError(f"--out {path}: not a {type(self).__name__[:-5].upper()} file written by "
+                                     "mersdk tag; left as it is")
             _truncate_partial_line(path)
-            self.f = open(path, "a", encoding="utf-8", newline="")
+            self.f = open(path, "ab", buffering=0)
         except OSError as e:
             raise StoreError(f"--out {path}: cannot open it for writing ({e.strerror or e})") from None
 
+    @staticmethod
+    def _is_own_first_line(line: bytes) -> bool:
+        raise NotImplementedError
+
     def _append(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8"))
+        end = os.fstat(self.f.fileno()).st_size
         try:
-            self.f.write(text)
-            self.f.flush()
+            while data:
+                data = data[self.f.write(data):]
         except OSError as e:  # ENOSPC, EFBIG (file size limit), EIO
+            try:
+                os.ftruncate(self.f.fileno(), end)
+            except OSError:
+                pass  # the next open cuts the partial line
             raise StoreError(f"cannot write to {self.path} ({e.strerror or e}); the rows before this one are kept") from None
 
     def _lines(self):
         try:
-            self.f.flush()
             with open(self.path, encoding="utf-8", newline="") as f:
                 yield from f
         except UnicodeDecodeError:
@@ -262,10 +279,7 @@ class _LineStore(ResultStore):
 
     def close(self) -> None:
         if self.f is not None:
-            try:
-                self.f.close()
-            except OSError:  # the last flush failed; write() already said so
-                pass
+            self.f.close()
             self.f = None
 
 
@@ -274,6 +288,14 @@ class JsonlStore(_LineStore):
 
     def __init__(self, path: str):
         self._open_append(path)
+
+    @staticmethod
+    def _is_own_first_line(line: bytes) -> bool:
+        try:
+            row = json.loads(line)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError (a half line cut by a kill included)
+            return line.lstrip().startswith(b'{"path": ')
+        return isinstance(row, dict) and "path" in row
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for n, line in enumerate(self._lines(), 1):
@@ -304,36 +326,48 @@ class CsvStore(_LineStore):
         self._open_append(path)
         self.fields = list(COLUMNS)
         lines = self._lines()
-        header = next(csv.reader(lines), None)
-        lines.close()
+        try:
+            header = next(csv.reader(lines), None)
+        except csv.Error:
+            header = []
+        finally:
+            lines.close()
         if header is not None:
             if "path" not in header:
                 self.close()
                 raise StoreError(f"--out {path}: its first line is not a mersdk tag CSV header")
             self.fields = header
-        self.writer = csv.DictWriter(self.f, fieldnames=self.fields, extrasaction="ignore")
         if header is None:
-            self._append(",".join(self.fields) + "\r\n")  # what writeheader() writes for these plain names
+            self._append(self._format(None))
+
+    @staticmethod
+    def _is_own_first_line(line: bytes) -> bool:
+        try:
+            return "path" in next(csv.reader([line.decode("utf-8")]), [])
+        except (UnicodeDecodeError, csv.Error):
+            return False
+
+    def _format(self, row: dict[str, Any] | None) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.fields, extrasaction="ignore")
+        writer.writeheader() if row is None else writer.writerow({c: row.get(c) for c in COLUMNS})
+        return buf.getvalue()
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        for row in csv.DictReader(self._lines()):
-            row = {k: (v if v != "" else None) for k, v in row.items()}
-            try:
+        try:
+            for row in csv.DictReader(self._lines()):
+                row = {k: (v if v != "" else None) for k, v in row.items()}
                 for k in ("valence", "arousal", "fusion_weight", "duration_s"):
                     row[k] = float(row[k]) if row.get(k) is not None else None
                 for k in ("size_bytes", "mtime_ns"):
                     row[k] = int(row[k]) if row.get(k) is not None else None
-            except ValueError:
-                raise StoreError(f"--out {self.path}: a row has a malformed number; not a CSV from mersdk tag") from None
-            row["lyrics_used"] = row["lyrics_used"] == "True" if row.get("lyrics_used") is not None else None
-            yield row
+                row["lyrics_used"] = row["lyrics_used"] == "True" if row.get("lyrics_used") is not None else None
+                yield row
+        except (ValueError, csv.Error):
+            raise StoreError(f"--out {self.path}: a row is malformed; not a CSV from mersdk tag") from None
 
     def write(self, row: dict[str, Any]) -> None:
-        try:
-            self.writer.writerow({c: row.get(c) for c in COLUMNS})
-            self.f.flush()
-        except OSError as e:
-            raise StoreError(f"cannot write to {self.path} ({e.strerror or e}); the rows before this one are kept") from None
+        self._append(self._format(row))
 
 
 class ParquetStore(ResultStore):

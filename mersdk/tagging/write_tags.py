@@ -30,7 +30,8 @@ MP4/M4A and ASF/WMA (decoded through FFmpeg, the costly part) must demux to the 
 packets. Kept: owner and group (a file whose owner cannot be kept is not written), mode, extended
 attributes, access time; the modification time becomes the time of the write (so backup tools,
 ``rsync`` and beets see the change) unless ``keep_mtime=True``. Files with several hard links are
-refused (a replace would split them); a symlink's target is written, the link stays.
+refused (a replace would split them), and so are files in a folder this user cannot write (the copy
+must live there); a symlink's target is written, the link stays.
 """
 
 from __future__ import annotations
