@@ -18,7 +18,7 @@ Commands:
 - ``beet mersdk-playlist (--mood M | --near V,A | --path-from A --to B) [--n N] [--out F.m3u8]
   [--plot F.png] [QUERY]``: the mood playlist of ``mersdk playlist``, from the library's items.
 The types are declared, so ``beet ls mood:calm`` and ``beet ls mood_valence:0.5..`` work. Written
-tags: the mood in the standard places (ID3 ``TMOO``, Vorbis ``MOOD``, MP4
+tags: the mood in the standard places (ID3 ``TMOO`` and ``TXXX:MOOD``, Vorbis ``MOOD``, MP4
 ``----:com.apple.iTunes:MOOD``, ASF ``WM/Mood``); valence, arousal and model in ``MERSDK_*`` fields.
 """
 
@@ -40,8 +40,11 @@ def _media_fields():
         return mf.MediaField(mf.MP3DescStorageStyle(mp3_desc, **places), mf.MP4StorageStyle(mp4_name, **places),
                              mf.StorageStyle(vorbis, **places), mf.ASFStorageStyle(asf, **places), out_type=out_type)
 
-    mood = mf.MediaField(mf.MP3StorageStyle("TMOO"), mf.MP4StorageStyle("----:com.apple.iTunes:MOOD"),
-                         mf.StorageStyle("MOOD"), mf.ASFStorageStyle("WM/Mood"))
+    # ID3: TMOO is what v2.4 readers take, TXXX:MOOD what v2.3 readers take (and what survives beets'
+    # id3v23 option, which drops TMOO); mediafile writes every style and reads the first one present
+    mood = mf.MediaField(mf.MP3StorageStyle("TMOO"), mf.MP3DescStorageStyle("MOOD"),
+                         mf.MP4StorageStyle("----:com.apple.iTunes:MOOD"), mf.StorageStyle("MOOD"),
+                         mf.ASFStorageStyle("WM/Mood"))
     return {
         "mood": mood,
         "mood_valence": text("MERSDK_VALENCE", "----:com.mersdk:valence", "MERSDK_VALENCE", "MERSDK/Valence", float),
