@@ -62,8 +62,12 @@ def timed_pair(kernel, baseline, device: str, warmup: int, repeats: int, budget_
 def stats(times: list[float]) -> dict:
     a = np.array(times)
     # min: the least disturbed run on a shared machine; median/p95: what a caller sees under the same load
-    return {"median_s": float(np.median(a)), "p95_s": float(np.percentile(a, 95)), "min_s": float(a.min()),
-            "n": len(times)}
+    return {
+        "median_s": float(np.median(a)),
+        "p95_s": float(np.percentile(a, 95)),
+        "min_s": float(a.min()),
+        "n": len(times),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -71,8 +75,9 @@ def stats(times: list[float]) -> dict:
 
 def torch_log_mel(x: torch.Tensor, window: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
     """The PyTorch path: centred zero-padded STFT, power, mel matmul, log (full-length rows)."""
-    spec = torch.stft(x, CFG.n_fft, CFG.hop_length, window=window, center=True, pad_mode="constant",
-                      return_complex=True)
+    spec = torch.stft(
+        x, CFG.n_fft, CFG.hop_length, window=window, center=True, pad_mode="constant", return_complex=True
+    )
     power = spec.real.square() + spec.imag.square()
     return torch.log(torch.clamp_min(fb @ power, CFG.log_floor))
 
@@ -81,12 +86,14 @@ def bench_log_mel(device: str, batches: list[int], args) -> list[dict]:
     rows = []
     n = 30 * CFG.sample_rate
     window = torch.from_numpy(hann_window(CFG.n_fft).copy()).to(device)
-    fb = torch.from_numpy(mel_filterbank(CFG.sample_rate, CFG.n_fft, CFG.n_mels, CFG.f_min, CFG.f_max).copy()).to(device)
+    fb = torch.from_numpy(mel_filterbank(CFG.sample_rate, CFG.n_fft, CFG.n_mels, CFG.f_min, CFG.f_max).copy()).to(
+        device
+    )
     for B in batches:
         x = (0.1 * torch.randn(B, n, generator=torch.Generator().manual_seed(B))).to(device)
         lengths = np.full(B, n, np.int64)
-        kernel = lambda: ops.log_mel_batch_fast(x, CFG, lengths)  # noqa: E731
-        baseline = lambda: torch_log_mel(x, window, fb)  # noqa: E731
+        kernel = lambda: ops.log_mel_batch_fast(x, CFG, lengths)
+        baseline = lambda: torch_log_mel(x, window, fb)
         # same numbers before timing anything
         got, _ = kernel()
         ref = baseline()
@@ -94,16 +101,25 @@ def bench_log_mel(device: str, batches: list[int], args) -> list[dict]:
         t_k, t_b = map(stats, timed_pair(kernel, baseline, device, args.warmup, args.repeats, args.budget))
         T = got.shape[-1]
         bytes_moved = B * n * 4 + B * CFG.n_mels * T * 4
-        rows.append({
-            "op": "log_mel", "device": device, "batch": B, "shape": f"({B}, {n}) -> ({B}, {CFG.n_mels}, {T})",
-            "kernel": t_k, "baseline": t_b, "baseline_name": "torch.stft + mel matmul + log",
-            "ratio": t_b["median_s"] / t_k["median_s"],
-            "kernel_GBps": bytes_moved / t_k["median_s"] / 1e9,
-            "kernel_audio_s_per_s": B * 30.0 / t_k["median_s"],
-            "max_abs_diff_vs_baseline": max_diff,
-        })
-        print(f"  log_mel B={B}: kernel {t_k['median_s'] * 1e3:.2f} ms, torch {t_b['median_s'] * 1e3:.2f} ms",
-              file=sys.stderr)
+        rows.append(
+            {
+                "op": "log_mel",
+                "device": device,
+                "batch": B,
+                "shape": f"({B}, {n}) -> ({B}, {CFG.n_mels}, {T})",
+                "kernel": t_k,
+                "baseline": t_b,
+                "baseline_name": "torch.stft + mel matmul + log",
+                "ratio": t_b["median_s"] / t_k["median_s"],
+                "kernel_GBps": bytes_moved / t_k["median_s"] / 1e9,
+                "kernel_audio_s_per_s": B * 30.0 / t_k["median_s"],
+                "max_abs_diff_vs_baseline": max_diff,
+            }
+        )
+        print(
+            f"  log_mel B={B}: kernel {t_k['median_s'] * 1e3:.2f} ms, torch {t_b['median_s'] * 1e3:.2f} ms",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -138,24 +154,42 @@ def bench_attention(device: str, batches: list[int], dtype: torch.dtype, args) -
         max_diff = float((kernel_attention(q, k, v, key_mask) - ops.sdpa_attention(q, k, v, key_mask)).abs().max())
         flops = 4.0 * B * H * Tq * Tk * D
         cases = [
-            ("attention", lambda: kernel_attention(q, k, v, key_mask),
-             lambda: ops.sdpa_attention(q, k, v, key_mask), "F.scaled_dot_product_attention"),
-            ("attention+gate", lambda: gated_step(kernel_attention, a, h, q, k, v, key_mask, out_proj, gate),
-             lambda: gated_step(ops.sdpa_attention, a, h, q, k, v, key_mask, out_proj, gate), "SDPA + out-proj + gate"),
+            (
+                "attention",
+                lambda: kernel_attention(q, k, v, key_mask),
+                lambda: ops.sdpa_attention(q, k, v, key_mask),
+                "F.scaled_dot_product_attention",
+            ),
+            (
+                "attention+gate",
+                lambda: gated_step(kernel_attention, a, h, q, k, v, key_mask, out_proj, gate),
+                lambda: gated_step(ops.sdpa_attention, a, h, q, k, v, key_mask, out_proj, gate),
+                "SDPA + out-proj + gate",
+            ),
         ]
         for name, kernel, baseline, baseline_name in cases:
             t_k, t_b = map(stats, timed_pair(kernel, baseline, device, args.warmup, args.repeats, args.budget))
-            rows.append({
-                "op": name, "device": device, "dtype": str(dtype).split(".")[-1], "batch": B,
-                "shape": f"q ({B}, {H}, {Tq}, {D}), k/v ({B}, {H}, {Tk}, {D})",
-                "kernel": t_k, "baseline": t_b, "baseline_name": baseline_name,
-                "ratio": t_b["median_s"] / t_k["median_s"],
-                "kernel_GFLOPps": flops / t_k["median_s"] / 1e9,
-                "baseline_GFLOPps": flops / t_b["median_s"] / 1e9,
-                "max_abs_diff_vs_baseline": max_diff,
-            })
-            print(f"  {name} {dtype} B={B}: kernel {t_k['median_s'] * 1e3:.3f} ms, "
-                  f"baseline {t_b['median_s'] * 1e3:.3f} ms", file=sys.stderr)
+            rows.append(
+                {
+                    "op": name,
+                    "device": device,
+                    "dtype": str(dtype).split(".")[-1],
+                    "batch": B,
+                    "shape": f"q ({B}, {H}, {Tq}, {D}), k/v ({B}, {H}, {Tk}, {D})",
+                    "kernel": t_k,
+                    "baseline": t_b,
+                    "baseline_name": baseline_name,
+                    "ratio": t_b["median_s"] / t_k["median_s"],
+                    "kernel_GFLOPps": flops / t_k["median_s"] / 1e9,
+                    "baseline_GFLOPps": flops / t_b["median_s"] / 1e9,
+                    "max_abs_diff_vs_baseline": max_diff,
+                }
+            )
+            print(
+                f"  {name} {dtype} B={B}: kernel {t_k['median_s'] * 1e3:.3f} ms, "
+                f"baseline {t_b['median_s'] * 1e3:.3f} ms",
+                file=sys.stderr,
+            )
     return rows
 
 
@@ -173,33 +207,51 @@ def sweep_cpu_attention(args) -> list[dict]:
                 g = torch.Generator().manual_seed(B * 1000 + Tk)
                 q, k, v = (torch.randn(B, H, T, D, generator=g) for T in (Tq, Tk, Tk))
                 key_mask = torch.arange(Tk)[None, :] < torch.randint(1, Tk + 1, (B,), generator=g)[:, None]
-                kernel = lambda: ops.cross_attention(q, k, v, key_mask, impl="kernel")  # noqa: E731
-                sdpa = lambda: ops.sdpa_attention(q, k, v, key_mask)  # noqa: E731
-                ref = lambda: masked_attention(q, k, v, key_mask)  # noqa: E731
+                kernel = lambda: ops.cross_attention(q, k, v, key_mask, impl="kernel")
+                sdpa = lambda: ops.sdpa_attention(q, k, v, key_mask)
+                ref = lambda: masked_attention(q, k, v, key_mask)
                 t_k, t_s = map(stats, timed_pair(kernel, sdpa, "cpu", args.warmup, args.repeats, args.budget))
                 t_r = stats(timed_pair(ref, ref, "cpu", 1, max(3, args.repeats // 4), args.budget / 4)[0])
-                rows.append({"op": "attention_sweep", "device": "cpu", "threads": torch.get_num_threads(),
-                             "batch": B, "heads": H, "q_len": Tq, "k_len": Tk, "head_dim": D,
-                             "kernel": t_k, "sdpa": t_s, "reference": t_r,
-                             "sdpa_over_kernel": t_s["median_s"] / t_k["median_s"],
-                             "sdpa_over_kernel_min": t_s["min_s"] / t_k["min_s"],
-                             "reference_over_kernel": t_r["median_s"] / t_k["median_s"]})
-                print(f"  sweep D={D} Tk={Tk} B={B}: kernel {t_k['median_s'] * 1e3:.3f} ms, "
-                      f"sdpa {t_s['median_s'] * 1e3:.3f} ms, reference {t_r['median_s'] * 1e3:.3f} ms",
-                      file=sys.stderr)
+                rows.append(
+                    {
+                        "op": "attention_sweep",
+                        "device": "cpu",
+                        "threads": torch.get_num_threads(),
+                        "batch": B,
+                        "heads": H,
+                        "q_len": Tq,
+                        "k_len": Tk,
+                        "head_dim": D,
+                        "kernel": t_k,
+                        "sdpa": t_s,
+                        "reference": t_r,
+                        "sdpa_over_kernel": t_s["median_s"] / t_k["median_s"],
+                        "sdpa_over_kernel_min": t_s["min_s"] / t_k["min_s"],
+                        "reference_over_kernel": t_r["median_s"] / t_k["median_s"],
+                    }
+                )
+                print(
+                    f"  sweep D={D} Tk={Tk} B={B}: kernel {t_k['median_s'] * 1e3:.3f} ms, "
+                    f"sdpa {t_s['median_s'] * 1e3:.3f} ms, reference {t_r['median_s'] * 1e3:.3f} ms",
+                    file=sys.stderr,
+                )
     return rows
 
 
 def sweep_markdown(rows: list[dict]) -> str:
-    lines = ["| threads | D | Tk | batch | kernel min / median (ms) | SDPA min / median (ms) | reference median (ms) "
-             "| SDPA / kernel (min, median) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| threads | D | Tk | batch | kernel min / median (ms) | SDPA min / median (ms) | reference median (ms) "
+        "| SDPA / kernel (min, median) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         k, s = r["kernel"], r["sdpa"]
-        lines.append(f"| {r['threads']} | {r['head_dim']} | {r['k_len']} | {r['batch']} | "
-                     f"{k['min_s'] * 1e3:.3f} / {k['median_s'] * 1e3:.3f} | {s['min_s'] * 1e3:.3f} / "
-                     f"{s['median_s'] * 1e3:.3f} | {r['reference']['median_s'] * 1e3:.3f} | "
-                     f"{r['sdpa_over_kernel_min']:.2f}x, {r['sdpa_over_kernel']:.2f}x |")
+        lines.append(
+            f"| {r['threads']} | {r['head_dim']} | {r['k_len']} | {r['batch']} | "
+            f"{k['min_s'] * 1e3:.3f} / {k['median_s'] * 1e3:.3f} | {s['min_s'] * 1e3:.3f} / "
+            f"{s['median_s'] * 1e3:.3f} | {r['reference']['median_s'] * 1e3:.3f} | "
+            f"{r['sdpa_over_kernel_min']:.2f}x, {r['sdpa_over_kernel']:.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -214,22 +266,34 @@ def machine_info(device: str) -> dict:
     except (OSError, StopIteration):
         pass
     info = {
-        "cpu": cpu, "logical_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": np.__version__, "mersdk_build": _ext.build_info(),
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "mersdk_build": _ext.build_info(),
         # other processes compete for the cores on a shared machine: record how busy it was
         "load_average_1_5_15": list(os.getloadavg()),
     }
     if device == "cuda":
         p = torch.cuda.get_device_properties(0)
-        info["gpu"] = {"name": p.name, "memory_GiB": round(p.total_memory / 2**30, 1), "capability": f"{p.major}.{p.minor}",
-                       "cuda": torch.version.cuda}
+        info["gpu"] = {
+            "name": p.name,
+            "memory_GiB": round(p.total_memory / 2**30, 1),
+            "capability": f"{p.major}.{p.minor}",
+            "cuda": torch.version.cuda,
+        }
     return info
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| op | dtype | batch | kernel median / p95 (ms) | baseline median / p95 (ms) | baseline | speed-up | kernel throughput |",
-             "|---|---|---:|---:|---:|---|---:|---|"]
+    lines = [
+        "| op | dtype | batch | kernel median / p95 (ms) | baseline median / p95 (ms) | baseline | speed-up "
+        "| kernel throughput |",
+        "|---|---|---:|---:|---:|---|---:|---|",
+    ]
     for r in rows:
         if r["op"] == "log_mel":
             thr = f"{r['kernel_GBps']:.2f} GB/s, {r['kernel_audio_s_per_s']:.0f} s audio/s"
@@ -239,7 +303,8 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['op']} | {r.get('dtype', 'float32')} | {r['batch']} | "
             f"{r['kernel']['median_s'] * 1e3:.3f} / {r['kernel']['p95_s'] * 1e3:.3f} | "
             f"{r['baseline']['median_s'] * 1e3:.3f} / {r['baseline']['p95_s'] * 1e3:.3f} | {r['baseline_name']} | "
-            f"{r['ratio']:.2f}x | {thr} |")
+            f"{r['ratio']:.2f}x | {thr} |"
+        )
     return "\n".join(lines)
 
 
@@ -247,9 +312,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--batches", type=int, nargs="+", help="default: cpu 1 4 16 64; cuda 1 .. 256")
-    p.add_argument("--ops", nargs="+", choices=["log_mel", "attention", "attention_sweep"],
-                   default=["log_mel", "attention"],
-                   help="attention_sweep (CPU): the measurements behind ops' CPU attention rule")
+    p.add_argument(
+        "--ops",
+        nargs="+",
+        choices=["log_mel", "attention", "attention_sweep"],
+        default=["log_mel", "attention"],
+        help="attention_sweep (CPU): the measurements behind ops' CPU attention rule",
+    )
     p.add_argument("--sweep-batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     p.add_argument("--sweep-tk", type=int, nargs="+", default=[16, 64, 93, 256])
     p.add_argument("--sweep-tq", type=int, default=93)
@@ -281,16 +350,28 @@ def main() -> None:
     info["load_average_before_run"] = load_before
     main_rows = [r for r in rows if r["op"] != "attention_sweep"]
     sweep_rows = [r for r in rows if r["op"] == "attention_sweep"]
-    table = "\n\n".join(([markdown(main_rows)] if main_rows else []) + ([sweep_markdown(sweep_rows)] if sweep_rows else []))
-    print(f"machine: {info['cpu']} ({info['logical_cores']} logical cores, torch threads {info['torch_threads']})"
-          + (f", GPU {info['gpu']['name']}" if "gpu" in info else ""))
+    table = "\n\n".join(
+        ([markdown(main_rows)] if main_rows else []) + ([sweep_markdown(sweep_rows)] if sweep_rows else [])
+    )
+    print(
+        f"machine: {info['cpu']} ({info['logical_cores']} logical cores, torch threads {info['torch_threads']})"
+        + (f", GPU {info['gpu']['name']}" if "gpu" in info else "")
+    )
     print(table)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                       "machine": info, "results": rows, "markdown": table}, f, indent=2)
+            json.dump(
+                {
+                    "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "machine": info,
+                    "results": rows,
+                    "markdown": table,
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import numpy as np
 
 from .config import FrontendConfig
 
-
 _SLANEY_F_SP = 200.0 / 3  # Hz per mel below 1 kHz (linear part of Slaney's scale)
 _SLANEY_MIN_LOG_HZ = 1000.0
 _SLANEY_LOGSTEP = np.log(6.4) / 27.0
@@ -49,8 +48,9 @@ def mel_to_hz(m, scale: str = "htk"):
 
 
 @lru_cache(maxsize=8)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float,
-                   scale: str = "htk", norm: str | None = None) -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float, scale: str = "htk", norm: str | None = None
+) -> np.ndarray:
     """(n_mels, n_fft//2+1) float32 triangular filters, peak 1; on the HTK or Slaney mel scale;
     ``norm="slaney"`` divides each by half its bandwidth in Hz (unit area, as librosa does)."""
     fft_freqs = np.arange(n_fft // 2 + 1) * (sample_rate / n_fft)  # bin k's frequency, odd n_fft too
@@ -97,9 +97,7 @@ def frame_signal(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     need = (n_frames - 1) * hop + n_fft
     if need > len(padded):
         padded = np.concatenate([padded, np.zeros(need - len(padded), np.float32)])
-    return np.lib.stride_tricks.as_strided(
-        padded, shape=(n_frames, n_fft), strides=(hop * 4, 4), writeable=False
-    )
+    return np.lib.stride_tricks.as_strided(padded, shape=(n_frames, n_fft), strides=(hop * 4, 4), writeable=False)
 
 
 def log_mel(x: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
@@ -109,7 +107,7 @@ def log_mel(x: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray
         raise ValueError(f"log_mel expects a 1-D signal, got shape {x.shape}")
     frames = frame_signal(x, cfg.n_fft, cfg.hop_length) * hann_window(cfg.n_fft)
     spec = np.fft.rfft(frames, axis=-1)
-    power = (spec.real.astype(np.float32) ** 2 + spec.imag.astype(np.float32) ** 2)
+    power = spec.real.astype(np.float32) ** 2 + spec.imag.astype(np.float32) ** 2
     mel = power @ filterbank_for(cfg).T  # (frames, n_mels)
     return compress(mel, cfg).T.astype(np.float32, copy=False)
 

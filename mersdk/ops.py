@@ -4,8 +4,9 @@ runs: it does when the extension is present, was built for the input's device, a
 dtype/shape; otherwise the reference runs (``mersdk.features.log_mel_batch``,
 ``mersdk.model.masked_attention``). On CPU the attention kernel runs only at the shapes where it was
 measured faster than PyTorch's SDPA, which runs at the others (``_cpu_prefers_sdpa``).
-``log_mel_kernel_for`` / ``attention_kernel_for`` say which one a call would use and why. ``EmotionModel`` calls ``cross_attention`` and the Recognizer calls
-``log_mel_batch_fast``, so both pick up the kernels without a second code path.
+``log_mel_kernel_for`` / ``attention_kernel_for`` say which one a call would use and why.
+``EmotionModel`` calls ``cross_attention`` and the Recognizer calls ``log_mel_batch_fast``, so both
+pick up the kernels without a second code path.
 
 Importing this module does not import torch: the ONNX Runtime backend (no torch installed) uses the
 NumPy log-mel path; torch is imported only for torch tensors.
@@ -26,6 +27,13 @@ _ATTENTION_HEAD_DIMS = (32, 64, 128)
 
 def extension_has_cuda() -> bool:
     return _ext.available() and bool(_ext.build_info().get("cuda", False))
+
+
+def _compiled():
+    """mersdk._C, once a ``*_kernel_for`` check said it is there."""
+    if _ext._C is None:
+        raise RuntimeError(f"mersdk._C is not installed ({_ext.IMPORT_ERROR})")
+    return _ext._C
 
 
 def _is_torch_tensor(x) -> bool:
@@ -91,7 +99,7 @@ def log_mel_batch_fast(signals, cfg: FrontendConfig = FrontendConfig(), lengths=
     use_kernel, _ = log_mel_kernel_for("cpu")
     if not use_kernel:
         return log_mel_batch([batch[i, : lens[i]] for i in range(len(lens))], cfg)
-    mels = _ext._C.log_mel(batch, lens, *_frontend_constants(cfg), **_frontend_options(cfg))
+    mels = _compiled().log_mel(batch, lens, *_frontend_constants(cfg), **_frontend_options(cfg))
     return mels, 1 + lens // cfg.hop_length
 
 
@@ -101,8 +109,7 @@ def _frontend_constants(cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def _frontend_options(cfg: FrontendConfig) -> dict:
     """The kernel's keyword arguments for this front end (the filterbank carries mel_scale/mel_norm)."""
-    return {"hop": cfg.hop_length, "log_floor": cfg.log_floor, "compression": cfg.compression,
-            "log_gain": cfg.log_gain}
+    return {"hop": cfg.hop_length, "log_floor": cfg.log_floor, "compression": cfg.compression, "log_gain": cfg.log_gain}
 
 
 def _log_mel_torch(signals, cfg, lengths, out_dtype):
@@ -132,7 +139,7 @@ def _log_mel_torch(signals, cfg, lengths, out_dtype):
     x = signals.detach().to(torch.float32).contiguous()
     n_frames = 1 + int(lens.max()) // cfg.hop_length
     out = torch.empty((x.shape[0], cfg.n_mels, n_frames), device=device, dtype=out_dtype)
-    _ext._C.log_mel(x, lens, *_frontend_constants(cfg), **_frontend_options(cfg), out=out, stream=_stream_of(x))
+    _compiled().log_mel(x, lens, *_frontend_constants(cfg), **_frontend_options(cfg), out=out, stream=_stream_of(x))
     return out, frame_lengths
 
 
@@ -233,7 +240,7 @@ def cross_attention(q, k, v, key_mask, *, impl: str = "auto"):
     q, k, v = (t.contiguous() for t in (q, k, v))
     key_mask = key_mask.to(torch.bool).contiguous()
     out = torch.empty_like(q)
-    _ext._C.cross_attention(q, k, v, key_mask, out=out, scale=1.0 / math.sqrt(q.shape[-1]), stream=_stream_of(q))
+    _compiled().cross_attention(q, k, v, key_mask, out=out, scale=1.0 / math.sqrt(q.shape[-1]), stream=_stream_of(q))
     return out
 
 
@@ -246,8 +253,10 @@ def describe(device="cpu", head_dim: int | None = None) -> dict[str, str]:
     if not use:
         attention = f"PyTorch reference: {why}"
     elif kind == "cpu":
-        attention = ("compiled CPU kernel, or PyTorch SDPA at the shapes where it measured faster (batch 1; head dim "
-                     f"32 with <= {_CPU_SDPA_MAX_K_LEN_D32} keys); training keeps the reference")
+        attention = (
+            "compiled CPU kernel, or PyTorch SDPA at the shapes where it measured faster (batch 1; head dim "
+            f"32 with <= {_CPU_SDPA_MAX_K_LEN_D32} keys); training keeps the reference"
+        )
     else:
         attention = f"{why} (inference; training keeps the reference)"
     return {"log_mel": lm_why if lm_use else f"NumPy reference: {lm_why}", "attention": attention}

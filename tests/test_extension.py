@@ -26,14 +26,20 @@ def test_source_tree_without_extension_is_tolerated(tmp_path):
     import mersdk
 
     src = Path(mersdk.__file__).parent
-    shutil.copytree(src, tmp_path / "mersdk", ignore=shutil.ignore_patterns("_C*.so", "_C*.pyd", "models", "__pycache__"))
+    shutil.copytree(
+        src, tmp_path / "mersdk", ignore=shutil.ignore_patterns("_C*.so", "_C*.pyd", "models", "__pycache__")
+    )
     # an editable install's import hook would find the built _C from anywhere: drop it
     unhook = "import sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
-    code = unhook + ("import mersdk._ext as e, mersdk.ops as o; assert not e.available(), e.build_info(); "
-                     "print(o.describe('cpu')['log_mel'])")
+    code = unhook + (
+        "import mersdk._ext as e, mersdk.ops as o; assert not e.available(), e.build_info(); "
+        "print(o.describe('cpu')['log_mel'])"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "NumPy reference" in r.stdout and "mersdk._C" in r.stdout
     (tmp_path / "mersdk" / f"_C{sysconfig.get_config_var('EXT_SUFFIX')}").write_bytes(b"not a shared object")
-    r = subprocess.run([sys.executable, "-c", unhook + "import mersdk._ext"], capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-c", unhook + "import mersdk._ext"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert r.returncode != 0 and "ImportError" in r.stderr

@@ -74,7 +74,7 @@ def test_sine_peaks_in_the_right_band():
     x = np.sin(2 * np.pi * f * np.arange(sr) / sr).astype(np.float32)
     band = int(np.argmax(log_mel(x, CFG)[:, 10]))
     fb = mel_filterbank(CFG.sample_rate, CFG.n_fft, CFG.n_mels, CFG.f_min, CFG.f_max)
-    bin_1k = int(round(f * CFG.n_fft / sr))
+    bin_1k = round(f * CFG.n_fft / sr)
     assert band == int(np.argmax(fb[:, bin_1k]))
 
 

@@ -31,8 +31,18 @@ from mersdk.model import masked_attention
 
 CFG = FrontendConfig()
 # musicnn's front end: Slaney filterbank, log10(1 + 10000 * P) compression (issue 10)
-MUSICNN = FrontendConfig(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, f_min=0.0, f_max=8000.0,
-                         mel_scale="slaney", mel_norm="slaney", compression="log10_1p", log_gain=10000.0)
+MUSICNN = FrontendConfig(
+    sample_rate=16000,
+    n_fft=512,
+    hop_length=256,
+    n_mels=96,
+    f_min=0.0,
+    f_max=8000.0,
+    mel_scale="slaney",
+    mel_norm="slaney",
+    compression="log10_1p",
+    log_gain=10000.0,
+)
 FRONTENDS = {"default": CFG, "musicnn": MUSICNN}
 SR = CFG.sample_rate
 DEVICES = ["cpu", "cuda"]
@@ -132,12 +142,23 @@ def test_log_mel_cpu_odd_front_ends(compression, n_fft, hop, n_mels):
     """The CPU kernel takes any n_fft (pocketfft is mixed-radix): odd and non-power-of-two sizes,
     odd hops, a Slaney filterbank, either compression, a ragged batch."""
     require_kernel("cpu")
-    cfg = FrontendConfig(sample_rate=22050, n_fft=n_fft, hop_length=hop, n_mels=n_mels, f_min=20.0,
-                         f_max=11025.0, mel_scale="slaney", mel_norm="slaney", compression=compression,
-                         log_gain=100.0)
+    cfg = FrontendConfig(
+        sample_rate=22050,
+        n_fft=n_fft,
+        hop_length=hop,
+        n_mels=n_mels,
+        f_min=20.0,
+        f_max=11025.0,
+        mel_scale="slaney",
+        mel_norm="slaney",
+        compression=compression,
+        log_gain=100.0,
+    )
     rng = np.random.default_rng(n_fft)
-    signals = [make_signal(kind, n, rng) for n, kind in [(5, "noise"), (n_fft + 1, "tone"), (22050 + 13, "chirp"),
-                                                        (3000, "loud")]]
+    signals = [
+        make_signal(kind, n, rng)
+        for n, kind in [(5, "noise"), (n_fft + 1, "tone"), (22050 + 13, "chirp"), (3000, "loud")]
+    ]
     got, frames = run_log_mel(signals, "cpu", cfg=cfg)
     ref, ref_frames = log_mel_batch(signals, cfg)
     np.testing.assert_array_equal(frames, ref_frames)
@@ -160,8 +181,15 @@ def test_log_mel_ragged_batch(device, out_dtype, frontend):
     require_kernel(device)
     cfg = FRONTENDS[frontend]
     rng = np.random.default_rng(7)
-    specs = [(0, "noise"), (1, "loud"), (97, "tone"), (1025, "chirp"), (16000, "silent"), (30 * SR, "chirp"),
-             (12345, "noise")]
+    specs = [
+        (0, "noise"),
+        (1, "loud"),
+        (97, "tone"),
+        (1025, "chirp"),
+        (16000, "silent"),
+        (30 * SR, "chirp"),
+        (12345, "noise"),
+    ]
     signals = [make_signal(kind, n, rng) for n, kind in specs]
     got, frames = run_log_mel(signals, device, out_dtype, cfg=cfg)
     ref, ref_frames = log_mel_batch(signals, cfg)
@@ -270,8 +298,9 @@ def test_attention_all_keys_masked(device, dtype):
     q, k, v, _ = attention_inputs(3, 4, 9, 40, 64, device, dtype, seed=2)
     mask = torch.zeros(3, 40, dtype=torch.bool)
     for impl in ("kernel", "sdpa", "reference"):
-        out = ops.cross_attention(q.to(dtype).to(device), k.to(dtype).to(device), v.to(dtype).to(device),
-                                  mask.to(device), impl=impl)
+        out = ops.cross_attention(
+            q.to(dtype).to(device), k.to(dtype).to(device), v.to(dtype).to(device), mask.to(device), impl=impl
+        )
         assert torch.all(out == 0) and not torch.isnan(out).any(), impl
 
 
@@ -290,8 +319,15 @@ def test_attention_sdpa_path_matches_reference(B, Tk, D):
 def test_cpu_attention_choice_follows_the_measured_rule():
     """auto on CPU: SDPA at batch 1 and at head dim 32 with few keys, the kernel elsewhere (see ops)."""
     require_kernel("cpu")
-    cases = {(1, 256, 64): "sdpa", (1, 77, 32): "sdpa", (8, 40, 32): "sdpa", (4, 93, 32): "kernel",
-             (32, 16, 32): "kernel", (2, 16, 64): "kernel", (16, 256, 64): "kernel"}
+    cases = {
+        (1, 256, 64): "sdpa",
+        (1, 77, 32): "sdpa",
+        (8, 40, 32): "sdpa",
+        (4, 93, 32): "kernel",
+        (32, 16, 32): "kernel",
+        (2, 16, 64): "kernel",
+        (16, 256, 64): "kernel",
+    }
     for (B, Tk, D), want in cases.items():
         q, k = torch.zeros(B, 4, 9, D), torch.zeros(B, 4, Tk, D)
         use, why = ops.attention_kernel_for(q, k)
@@ -411,20 +447,25 @@ class FakeCudaArray:
     """Exposes __cuda_array_interface__ for a pointer that is not device memory."""
 
     def __init__(self, shape, typestr="<f4"):
-        self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (4096, False), "version": 3,
-                                         "strides": None}
+        self.__cuda_array_interface__ = {
+            "shape": shape,
+            "typestr": typestr,
+            "data": (4096, False),
+            "version": 3,
+            "strides": None,
+        }
 
 
 def test_cuda_array_that_is_not_usable_is_rejected():
     """Host memory posing as CUDA (or a CPU-only build, or no driver) gives an exception, never a crash."""
     require_kernel("cpu")
     _, lengths, window, fb = log_mel_args()
-    with pytest.raises((ValueError, RuntimeError), match="CUDA|device"):
+    with pytest.raises((ValueError, RuntimeError), match=r"CUDA|device"):
         call_log_mel(FakeCudaArray((2, 4000)), lengths, window, fb, out=FakeCudaArray((2, 64, 13)))
 
 
 def test_attention_cuda_input_needs_out():
     require_kernel("cpu")
     fake = FakeCudaArray((1, 1, 1, 64))
-    with pytest.raises((ValueError, RuntimeError), match="out|CUDA|device"):
+    with pytest.raises((ValueError, RuntimeError), match=r"out|CUDA|device"):
         _ext._C.cross_attention(fake, fake, fake, FakeCudaArray((1, 1), "|b1"))

@@ -14,8 +14,15 @@
 namespace mersdk::bindings {
 namespace {
 
-struct DLDevice { int32_t device_type; int32_t device_id; };
-struct DLDataType { uint8_t code; uint8_t bits; uint16_t lanes; };
+struct DLDevice {
+  int32_t device_type;
+  int32_t device_id;
+};
+struct DLDataType {
+  uint8_t code;
+  uint8_t bits;
+  uint16_t lanes;
+};
 struct DLTensor {
   void* data;
   DLDevice device;
@@ -30,7 +37,10 @@ struct DLManagedTensor {
   void* manager_ctx;
   void (*deleter)(DLManagedTensor*);
 };
-struct DLPackVersion { uint32_t major; uint32_t minor; };
+struct DLPackVersion {
+  uint32_t major;
+  uint32_t minor;
+};
 struct DLManagedTensorVersioned {
   DLPackVersion version;
   void* manager_ctx;
@@ -90,9 +100,12 @@ DType dtype_from_numpy(const py::dtype& dt, const std::string& name) {
 
 size_t itemsize(DType t) {
   switch (t) {
-    case DType::kFloat64: case DType::kInt64: return 8;
-    case DType::kFloat32: case DType::kInt32: return 4;
-    case DType::kFloat16: case DType::kBFloat16: return 2;
+    case DType::kFloat64:
+    case DType::kInt64: return 8;
+    case DType::kFloat32:
+    case DType::kInt32: return 4;
+    case DType::kFloat16:
+    case DType::kBFloat16: return 2;
     default: return 1;
   }
 }
@@ -108,8 +121,16 @@ void fill_from_dltensor(ArrayView& v, const DLTensor& t) {
     for (int i = t.ndim - 2; i >= 0; --i) v.strides[i] = v.strides[i + 1] * v.shape[i + 1];
   }
   switch (t.device.device_type) {
-    case kDLCPU: case kDLCUDAHost: v.device = Device::kCPU; v.device_id = -1; break;
-    case kDLCUDA: case kDLCUDAManaged: v.device = Device::kCUDA; v.device_id = t.device.device_id; break;
+    case kDLCPU:
+    case kDLCUDAHost:
+      v.device = Device::kCPU;
+      v.device_id = -1;
+      break;
+    case kDLCUDA:
+    case kDLCUDAManaged:
+      v.device = Device::kCUDA;
+      v.device_id = t.device.device_id;
+      break;
     default: value_error(v.name + ": unsupported DLPack device type " + std::to_string(t.device.device_type));
   }
 }
@@ -260,8 +281,8 @@ void require_cpu(const ArrayView& a, const char* why) {
 }
 
 void require_same_device(const ArrayView& a, const ArrayView& b) {
-  if (a.device != b.device || (a.device == Device::kCUDA && a.device_id >= 0 && b.device_id >= 0 &&
-                               a.device_id != b.device_id))
+  if (a.device != b.device ||
+      (a.device == Device::kCUDA && a.device_id >= 0 && b.device_id >= 0 && a.device_id != b.device_id))
     value_error(b.name + ": must be on the same device as " + a.name);
 }
 

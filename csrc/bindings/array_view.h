@@ -30,10 +30,10 @@ struct MERSDK_HIDDEN ArrayView {
   std::vector<int64_t> shape;
   std::vector<int64_t> strides;  // in elements
   Device device = Device::kCPU;
-  int device_id = -1;            // CUDA ordinal; -1 on CPU (or an empty CUDA array)
+  int device_id = -1;  // CUDA ordinal; -1 on CPU (or an empty CUDA array)
   bool readonly = false;
-  py::object owner;              // keeps the exporter (DLPack capsule, array) alive while in use
-  std::string name;              // "log_mel: signal", for messages
+  py::object owner;  // keeps the exporter (DLPack capsule, array) alive while in use
+  std::string name;  // "log_mel: signal", for messages
 
   int64_t numel() const;
   bool c_contiguous() const;

@@ -24,8 +24,10 @@ py::object cross_attention_binding(py::handle q_obj, py::handle k_obj, py::handl
   ArrayView k = view_array(k_obj, "cross_attention: k", stream);
   ArrayView v = view_array(v_obj, "cross_attention: v", stream);
   ArrayView mask = view_array(mask_obj, "cross_attention: key_mask", stream);
-  if (q.device == Device::kCPU) require_dtype(q, {DType::kFloat32});
-  else require_dtype(q, {DType::kFloat32, DType::kFloat16, DType::kBFloat16});
+  if (q.device == Device::kCPU)
+    require_dtype(q, {DType::kFloat32});
+  else
+    require_dtype(q, {DType::kFloat32, DType::kFloat16, DType::kBFloat16});
   for (ArrayView* a : {&k, &v}) {
     require_same_device(q, *a);
     if (a->dtype != q.dtype)

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <string>
 #include <optional>
+#include <string>
 
 #include "bindings/array_view.h"
 #include "ops/log_mel.h"
@@ -51,9 +51,12 @@ py::object log_mel_binding(py::handle signal_obj, py::handle lengths_obj, py::ha
   s.n_mels = fb.shape[0];
   s.log_floor = static_cast<float>(log_floor);
   s.log_gain = static_cast<float>(log_gain);
-  if (compression == "log") s.compression = Compression::kLog;
-  else if (compression == "log10_1p") s.compression = Compression::kLog10Plus1;
-  else throw py::value_error("log_mel: compression must be 'log' or 'log10_1p', got '" + compression + "'");
+  if (compression == "log")
+    s.compression = Compression::kLog;
+  else if (compression == "log10_1p")
+    s.compression = Compression::kLog10Plus1;
+  else
+    throw py::value_error("log_mel: compression must be 'log' or 'log10_1p', got '" + compression + "'");
   if (s.batch < 1) throw py::value_error("log_mel: the batch is empty");
   if (s.n_fft < 2) throw py::value_error("log_mel: the window must have at least 2 samples (it sets n_fft)");
   if (hop < 1) throw py::value_error("log_mel: hop must be >= 1, got " + std::to_string(hop));
@@ -82,8 +85,10 @@ py::object log_mel_binding(py::handle signal_obj, py::handle lengths_obj, py::ha
   } else {
     ArrayView out = view_array(out_obj, "log_mel: out", stream);
     require_same_device(signal, out);
-    if (out.device == Device::kCPU) require_dtype(out, {DType::kFloat32});
-    else require_dtype(out, {DType::kFloat32, DType::kFloat16, DType::kBFloat16});
+    if (out.device == Device::kCPU)
+      require_dtype(out, {DType::kFloat32});
+    else
+      require_dtype(out, {DType::kFloat32, DType::kFloat16, DType::kBFloat16});
     require_rank(out, 3);
     require_dim(out, 0, s.batch, "the batch size");
     require_dim(out, 1, s.n_mels, "n_mels");

@@ -1,7 +1,7 @@
 // CUDA runtime helpers behind core/cuda_runtime_utils.h.
 #include "core/cuda_runtime_utils.h"
 
-#include "core/cuda_check.h"
+#include "core/cuda_common.cuh"
 
 #include <cuda_runtime.h>
 

@@ -33,8 +33,8 @@ void cross_attention_cpu(const float* q, const float* k, const float* v, const u
 #ifdef MERSDK_WITH_CUDA
 // CUDA: fp32, fp16 or bf16 (q, k, v and out share `dtype`), fp32 accumulation. Device pointers,
 // stream-ordered on `stream` (a cudaStream_t as void*), no synchronisation.
-void cross_attention_cuda(const void* q, const void* k, const void* v, const uint8_t* key_mask,
-                          const AttentionShape& s, DType dtype, void* out, void* stream);
+void cross_attention_cuda(const void* q, const void* k, const void* v, const uint8_t* key_mask, const AttentionShape& s,
+                          DType dtype, void* out, void* stream);
 #endif
 
 // The one dispatch point: the CUDA branch exists only in CUDA builds.
@@ -44,7 +44,8 @@ inline void cross_attention(Device device, const void* q, const void* k, const v
     throw std::invalid_argument("cross_attention: head dim must be 32, 64 or 128, got " + std::to_string(s.head_dim));
   if (device == Device::kCPU) {
     if (dtype != DType::kFloat32)
-      throw std::invalid_argument(std::string("cross_attention: the CPU kernel takes float32, got ") + dtype_name(dtype));
+      throw std::invalid_argument(std::string("cross_attention: the CPU kernel takes float32, got ") +
+                                  dtype_name(dtype));
     cross_attention_cpu(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v),
                         key_mask, s, static_cast<float*>(out));
     return;

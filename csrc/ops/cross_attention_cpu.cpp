@@ -153,11 +153,17 @@ __attribute__((always_inline)) inline void attend_block(const float* q, int n_ro
 
 using BlockFn = void (*)(const float*, int, const float*, const float*, const int64_t*, int64_t, float*);
 MERSDK_ISA_CLONES void attend_block_32(const float* q, int n, const float* k, const float* v, const int64_t* keys,
-                                       int64_t nk, float* o) { attend_block<32>(q, n, k, v, keys, nk, o); }
+                                       int64_t nk, float* o) {
+  attend_block<32>(q, n, k, v, keys, nk, o);
+}
 MERSDK_ISA_CLONES void attend_block_64(const float* q, int n, const float* k, const float* v, const int64_t* keys,
-                                       int64_t nk, float* o) { attend_block<64>(q, n, k, v, keys, nk, o); }
+                                       int64_t nk, float* o) {
+  attend_block<64>(q, n, k, v, keys, nk, o);
+}
 MERSDK_ISA_CLONES void attend_block_128(const float* q, int n, const float* k, const float* v, const int64_t* keys,
-                                        int64_t nk, float* o) { attend_block<128>(q, n, k, v, keys, nk, o); }
+                                        int64_t nk, float* o) {
+  attend_block<128>(q, n, k, v, keys, nk, o);
+}
 
 }  // namespace
 

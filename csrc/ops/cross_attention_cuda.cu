@@ -10,24 +10,18 @@
 #include <stdexcept>
 #include <string>
 
-#include "core/cuda_check.h"
+#include "core/cuda_common.cuh"
 #include "ops/cross_attention.h"
 
 namespace mersdk {
 namespace {
 
+using cuda::from_float;
+using cuda::to_float;
 constexpr int kWarps = 4;
 constexpr int kRowsPerWarp = 4;
 constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;
 constexpr int kKeyTile = 32;  // one key per lane
-
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -40,9 +34,9 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kWarps * 32)
-cross_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
-                       const uint8_t* __restrict__ key_mask, int64_t H, int64_t Tq, int64_t Tk, float scale,
-                       T* __restrict__ out) {
+    cross_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                           const uint8_t* __restrict__ key_mask, int64_t H, int64_t Tq, int64_t Tk, float scale,
+                           T* __restrict__ out) {
   constexpr int kPerLane = D / 32;
   __shared__ float q_s[kRowsPerBlock][D];
   __shared__ float k_s[kKeyTile][D + 1];  // +1: lane j reads row j, so rows must fall in distinct banks
@@ -101,7 +95,7 @@ cross_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T
       }
       const float new_max = fmaxf(running_max[r], warp_max(score));  // finite: the tile has a valid key
       const float p = key_valid ? expf(score - new_max) : 0.0f;
-      const float correction = expf(running_max[r] - new_max);     // 0 while nothing was seen
+      const float correction = expf(running_max[r] - new_max);  // 0 while nothing was seen
       running_sum[r] = running_sum[r] * correction + warp_sum(p);
       running_max[r] = new_max;
 #pragma unroll
@@ -130,9 +124,9 @@ void launch(const void* q, const void* k, const void* v, const uint8_t* mask, co
             cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((s.q_len + kRowsPerBlock - 1) / kRowsPerBlock), static_cast<unsigned>(s.heads),
                   static_cast<unsigned>(s.batch));
-  cross_attention_kernel<T, D><<<grid, kWarps * 32, 0, stream>>>(
-      static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), mask, s.heads, s.q_len, s.k_len,
-      s.scale, static_cast<T*>(out));
+  cross_attention_kernel<T, D><<<grid, kWarps * 32, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k),
+                                                                 static_cast<const T*>(v), mask, s.heads, s.q_len,
+                                                                 s.k_len, s.scale, static_cast<T*>(out));
 }
 
 template <typename T>
@@ -148,8 +142,8 @@ void launch_dtype(const void* q, const void* k, const void* v, const uint8_t* ma
 
 }  // namespace
 
-void cross_attention_cuda(const void* q, const void* k, const void* v, const uint8_t* key_mask,
-                          const AttentionShape& s, DType dtype, void* out, void* stream_ptr) {
+void cross_attention_cuda(const void* q, const void* k, const void* v, const uint8_t* key_mask, const AttentionShape& s,
+                          DType dtype, void* out, void* stream_ptr) {
   if (s.batch == 0 || s.heads == 0 || s.q_len == 0) return;
   if (s.batch > 65535 || s.heads > 65535)
     throw std::invalid_argument("cross_attention (CUDA): batch and heads must be <= 65535");

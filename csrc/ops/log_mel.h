@@ -36,9 +36,9 @@ struct LogMelShape {
 };
 
 struct LogMelHostConstants {
-  const int64_t* lengths = nullptr;  // (B,), each in [0, N]
-  const float* window = nullptr;     // (n_fft,)
-  const float* filterbank = nullptr; // (n_mels, n_bins)
+  const int64_t* lengths = nullptr;   // (B,), each in [0, N]
+  const float* window = nullptr;      // (n_fft,)
+  const float* filterbank = nullptr;  // (n_mels, n_bins)
 };
 
 // CPU: pocketfft real FFT, OpenMP over frames. out is float32 (B, n_mels, T).
@@ -48,13 +48,13 @@ void log_mel_cpu(const float* signal, const LogMelHostConstants& c, const LogMel
 // CUDA: one block per group of frames (shared-memory radix-2 FFT). `signal` and `out` are device
 // pointers; `out` has dtype out_dtype (float32, float16 or bfloat16). Stream-ordered on `stream`
 // (a cudaStream_t as void*); does not synchronise. n_fft must be a power of two in [16, 4096].
-void log_mel_cuda(const float* signal, const LogMelHostConstants& c, const LogMelShape& s, void* out,
-                  DType out_dtype, void* stream);
+void log_mel_cuda(const float* signal, const LogMelHostConstants& c, const LogMelShape& s, void* out, DType out_dtype,
+                  void* stream);
 #endif
 
 // The one dispatch point: the CUDA branch exists only in CUDA builds.
-inline void log_mel(Device device, const float* signal, const LogMelHostConstants& c, const LogMelShape& s,
-                    void* out, DType out_dtype, void* stream) {
+inline void log_mel(Device device, const float* signal, const LogMelHostConstants& c, const LogMelShape& s, void* out,
+                    DType out_dtype, void* stream) {
   if (device == Device::kCPU) {
     if (out_dtype != DType::kFloat32) throw std::invalid_argument("log_mel: the CPU kernel writes float32 only");
     log_mel_cpu(signal, c, s, static_cast<float*>(out));

@@ -13,18 +13,14 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda_check.h"
+#include "core/cuda_common.cuh"
 #include "ops/log_mel.h"
 
 namespace mersdk {
 namespace {
 
+using cuda::from_float;
 constexpr int kThreads = 256;
-
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 struct KernelArgs {
   const float* signal;
@@ -132,11 +128,12 @@ size_t align16(size_t n) { return (n + 15) & ~size_t(15); }
 
 }  // namespace
 
-void log_mel_cuda(const float* signal, const LogMelHostConstants& c, const LogMelShape& s, void* out,
-                  DType out_dtype, void* stream_ptr) {
+void log_mel_cuda(const float* signal, const LogMelHostConstants& c, const LogMelShape& s, void* out, DType out_dtype,
+                  void* stream_ptr) {
   const int64_t n_fft = s.n_fft;
   if (n_fft < 16 || n_fft > 4096 || (n_fft & (n_fft - 1)))
-    throw std::invalid_argument("log_mel (CUDA): n_fft must be a power of two in [16, 4096], got " + std::to_string(n_fft));
+    throw std::invalid_argument("log_mel (CUDA): n_fft must be a power of two in [16, 4096], got " +
+                                std::to_string(n_fft));
   if (s.batch == 0 || s.n_frames == 0) return;
   if (s.batch > 65535) throw std::invalid_argument("log_mel (CUDA): batch must be <= 65535");
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
@@ -184,9 +181,7 @@ void log_mel_cuda(const float* signal, const LogMelHostConstants& c, const LogMe
   const size_t shared = FB * M * sizeof(float2) + (M / 2) * sizeof(float2) + FB * (M + 1) * sizeof(float);
   const dim3 grid(static_cast<unsigned>((s.n_frames + FB - 1) / FB), static_cast<unsigned>(s.batch));
   switch (out_dtype) {
-    case DType::kFloat32:
-      log_mel_kernel<float><<<grid, kThreads, shared, stream>>>(a, static_cast<float*>(out));
-      break;
+    case DType::kFloat32: log_mel_kernel<float><<<grid, kThreads, shared, stream>>>(a, static_cast<float*>(out)); break;
     case DType::kFloat16:
       log_mel_kernel<__half><<<grid, kThreads, shared, stream>>>(a, static_cast<__half*>(out));
       break;

@@ -22,7 +22,8 @@ CASES = [  # (sr, n_fft, n_mels, fmin, fmax, htk, norm)
 
 arrays = {}
 for i, (sr, n_fft, n_mels, fmin, fmax, htk, norm) in enumerate(CASES):
-    arrays[f"fb{i}"] = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
-                                           norm=norm, dtype=np.float32)
+    arrays[f"fb{i}"] = librosa.filters.mel(
+        sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, dtype=np.float32
+    )
 arrays["cases"] = np.array(json.dumps({"librosa": librosa.__version__, "cases": CASES}))
 np.savez_compressed(os.path.join(os.path.dirname(os.path.abspath(__file__)), "librosa_mel_reference.npz"), **arrays)
