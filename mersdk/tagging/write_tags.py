@@ -24,10 +24,13 @@ Atomic: the file is copied to a hidden temporary file in the same folder (``.NAM
 the tags are written into the copy with mutagen, the copy is fsynced and checked to hold the same
 audio as the original, then ``os.replace``d over it (and the folder fsynced). An interrupted run
 (Ctrl-C, kill, power loss) leaves the old file or the new one, never a broken one; at worst a
-temporary file, which ``walk_audio`` skips and the next write of that file removes. The check:
-formats libsndfile reads (FLAC, WAV, AIFF, Ogg Vorbis/Opus, MP3) must decode to the same samples;
-MP4/M4A and ASF/WMA (decoded through FFmpeg, the costly part) must demux to the same compressed audio
-packets. Kept: owner and group (a file whose owner cannot be kept is not written), mode, extended
+temporary file, which ``walk_audio`` skips and the next write of that file removes. The check
+(``audio_digest``): FLAC, MP3 and WAV must keep the very bytes of their audio (FLAC frames and
+STREAMINFO, the MPEG frames between ID3v2 and ID3v1, the WAV ``fmt``/``data`` chunks), which costs a
+tenth of decoding (0.44 s against 4.5 s for a 43 MB FLAC); when those bytes differ, or for the other
+formats libsndfile reads (Ogg Vorbis/Opus, whose pages mutagen renumbers; AIFF), both files must
+decode to the same samples; MP4/M4A and ASF/WMA (decoded through FFmpeg, the costly part) must demux
+to the same compressed audio packets. Kept: owner and group (a file whose owner cannot be kept is not written), mode, extended
 attributes, access time; the modification time becomes the time of the write (so backup tools,
 ``rsync`` and beets see the change) unless ``keep_mtime=True``. Files with several hard links are
 refused (a replace would split them), and so are files in a folder this user cannot write (the copy
@@ -194,12 +197,94 @@ def _apply(f, path: str, values: dict[str, str], overwrite_mood: bool) -> tuple[
     raise TagWriteError(f"{path}: tag type {type(tags).__name__} is not supported for writing")
 
 
-def audio_digest(path: str) -> str:
-    """A digest of a file's audio: its decoded samples where libsndfile reads it, else its demuxed
-    compressed audio packets (PyAV). Tag writing must leave it unchanged."""
+def _hash_range(f, h, start: int, end: int) -> None:
+    f.seek(start)
+    left = end - start
+    while left > 0:
+        chunk = f.read(min(1 << 20, left))
+        if not chunk:
+            raise EOFError
+        h.update(chunk)
+        left -= len(chunk)
+
+
+def _flac_frames(f, h, size: int) -> bool:
+    if f.read(4) != b"fLaC":
+        return False
+    while True:
+        head = f.read(4)
+        if len(head) < 4:
+            return False
+        length = int.from_bytes(head[1:], "big")
+        if head[0] & 0x7F == 0:  # STREAMINFO: how the frames decode
+            h.update(f.read(length))
+        else:
+            f.seek(length, os.SEEK_CUR)
+        if f.tell() > size:
+            return False
+        if head[0] & 0x80:
+            break
+    _hash_range(f, h, f.tell(), size)
+    return True
+
+
+def _mp3_frames(f, h, size: int) -> bool:
+    head = f.read(10)
+    start = 0
+    if head[:3] == b"ID3" and len(head) == 10:
+        start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10])) + (10 if head[5] & 0x10 else 0)
+    end = size
+    if size - start >= 128:
+        f.seek(size - 128)
+        if f.read(3) == b"TAG":  # ID3v1 at the end, which mutagen updates
+            end = size - 128
+    if end <= start:
+        return False
+    _hash_range(f, h, start, end)
+    return True
+
+
+def _wav_chunks(f, h, size: int) -> bool:
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return False
+    seen = set()
+    while f.tell() + 8 <= size:
+        chunk = f.read(8)
+        name, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
+        body = f.tell()
+        if name in (b"fmt ", b"data"):
+            if body + length > size:
+                return False
+            h.update(name)
+            _hash_range(f, h, body, body + length)
+            seen.add(name)
+        f.seek(body + length + (length & 1))
+    return seen == {b"fmt ", b"data"}
+
+
+_BYTE_CHECKS = {".flac": _flac_frames, ".mp3": _mp3_frames, ".wav": _wav_chunks}
+
+
+def audio_digest(path: str, *, exact_bytes: bool = True) -> str:
+    """A digest of a file's audio, which a tag write must leave unchanged. ``exact_bytes``: for FLAC,
+    MP3 and WAV, the bytes of the audio itself (FLAC frames and STREAMINFO, MPEG frames between the
+    ID3v2 and ID3v1 tags, WAV ``fmt``/``data`` chunks), a fraction of decoding's cost. Otherwise (or
+    when such a file does not parse) its decoded samples where libsndfile reads it, else its demuxed
+    compressed audio packets (PyAV)."""
     import soundfile as sf
 
     h = hashlib.sha256()
+    check = _BYTE_CHECKS.get(os.path.splitext(path)[1].lower()) if exact_bytes else None
+    if check is not None:
+        try:
+            with open(path, "rb") as f:
+                h.update(f"bytes {check.__name__} ".encode())
+                if check(f, h, os.fstat(f.fileno()).st_size):
+                    return h.hexdigest()
+        except (OSError, EOFError):
+            pass
+        h = hashlib.sha256()  # did not parse: decode instead
     try:
         sfile = sf.SoundFile(path)
     except Exception:  # noqa: BLE001 - not a libsndfile format: compare packets below
@@ -230,6 +315,14 @@ def audio_digest(path: str) -> str:
     except (StopIteration, av.error.FFmpegError) as e:
         raise TagWriteError(f"{path}: its audio cannot be read to check the write ({e}); tags not written") from None
     return h.hexdigest()
+
+
+def _same_audio(original: str, copy: str, original_digest: str) -> bool:
+    """The copy holds the original's audio: the same bytes of audio, or else the same decoded samples
+    (a tag write that moved bytes around, as an Ogg page renumbering does, is judged by decoding)."""
+    if audio_digest(copy) == original_digest:
+        return True
+    return audio_digest(copy, exact_bytes=False) == audio_digest(original, exact_bytes=False)
 
 
 def writable(path: str) -> bool:
@@ -291,7 +384,7 @@ def _write_atomically(real: str, st: os.stat_result, values: dict[str, str], ove
             raise TagWriteError(f"{real}: tags not written ({getattr(e, 'strerror', None) or e})") from None
         with open(tmp, "rb+") as synced:
             os.fsync(synced.fileno())
-        if audio_digest(tmp) != before:
+        if not _same_audio(real, tmp, before):
             raise TagWriteError(f"{real}: the tagged copy does not hold the same audio; original left as it was")
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns if keep_mtime else time.time_ns()))
         if not _same_file_state(os.stat(real), st):
