@@ -186,17 +186,23 @@ if (( DRY )); then
   run_step parse_kernel_benchmark 60 "$PY" benchmarks/kernels.py --help
   run_step parse_bench 60 "$PY" -m mersdk bench --help
   run_step compile_ort_check 30 "$PY" -c "import sys; compile(sys.argv[1], 'ort_check', 'exec')" "$ORT_CHECK"
-  run_step cmake_configure_cpu 120 cmake -S . -B "$OUT_DIR/build-dry" -G Ninja -DMERSDK_CUDA=OFF \
-    -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" \
-    -DSKBUILD_PROJECT_VERSION=0.0.0
-  rm -rf "$OUT_DIR/build-dry"
+  if have cmake && have ninja && py_has pybind11; then
+    run_step cmake_configure_cpu 120 cmake -S . -B "$OUT_DIR/build-dry" -G Ninja -DMERSDK_CUDA=OFF \
+      -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" \
+      -DSKBUILD_PROJECT_VERSION=0.0.0
+    rm -rf "$OUT_DIR/build-dry"
+  else
+    skip cmake_configure_cpu "needs cmake, ninja and pybind11 in this Python (a pip-installed CI venv may lack them)"
+  fi
   for s in build cuda_kernel_tests memcheck racecheck kernel_benchmarks ort_gpu_providers bench_gpu; do
     skip "$s" "dry run: planned, not run"
   done
 else
   # 1. build from the working tree with CUDA (one architecture: the GPU's own)
   BUILD="$OUT_DIR/build"
-  if have nvcc; then
+  if ! have cmake || ! have ninja || ! py_has pybind11; then
+    skip build "needs cmake, ninja and pybind11 (pip install cmake ninja pybind11)"; BUILT=0
+  elif have nvcc; then
     run_step build 240 bash -c "cmake -S . -B '$BUILD' -G Ninja -DMERSDK_CUDA=ON -DMERSDK_CUDA_ARCHITECTURES='$ARCH' \
       -DPython_EXECUTABLE='$(command -v "$PY")' -Dpybind11_DIR=\$('$PY' -m pybind11 --cmakedir) \
       -DSKBUILD_PROJECT_VERSION=0.0.0 && cmake --build '$BUILD' -j$(nproc) && cp '$BUILD'/_C*.so mersdk/" \
