@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import sys
 
 import pytest
 
@@ -56,3 +58,11 @@ def test_read_bounded_names_what_it_read(tmp_path):
     with pytest.raises(CheckpointError, match="the config is a FIFO"):
         read_bounded(tmp_path / "fifo.json", 100, "config", error=CheckpointError)
 
+
+def test_export_cli_moved_with_a_deprecated_alias():
+    from mersdk.export import cli
+
+    sys.modules.pop("mersdk.export_cli", None)
+    with pytest.warns(DeprecationWarning, match="mersdk.export.cli"):
+        old = importlib.import_module("mersdk.export_cli")
+    assert old.register is cli.register and set(old.STAGES) == {"onnx", "engine", "compare"}
