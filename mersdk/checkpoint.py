@@ -21,16 +21,12 @@ hash-covered, and their ``model_hash`` stays the weights' hash prefix it always 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import re
-import stat
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +34,7 @@ from typing import Any
 from ._version import __version__
 from .config import FORMAT_VERSION, READABLE_FORMATS, ModelConfig
 from .errors import CheckpointError
+from .files import atomic_path, open_regular_file, read_bounded, sha256_file, write_text_atomic
 
 log = logging.getLogger("mersdk.checkpoint")
 
@@ -87,37 +84,7 @@ class Checkpoint:
         return self.path / WEIGHTS_NAME
 
 
-# Files ----------------------------------------------------------------------------------------------
-def open_regular(path: os.PathLike, what: str, error: type[Exception] = CheckpointError):
-    """Open ``path`` for binary reading only when it is a regular file (symlinks followed); never
-    blocks on a FIFO. Returns (file, its stat)."""
-    path = os.fspath(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
-    except (OSError, ValueError) as e:
-        raise error(f"{path}: cannot open the {what} ({getattr(e, 'strerror', None) or e})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path}: the {what} is not a regular file")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb"), st
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_bounded(path: os.PathLike, limit: int, what: str, error: type[Exception] = CheckpointError) -> bytes:
-    f, st = open_regular(path, what, error)
-    with f:
-        if st.st_size > limit:
-            raise error(f"{path}: the {what} is {st.st_size:,} bytes; at most {limit:,} are read")
-        data = f.read(limit + 1)
-    if len(data) > limit:  # grew while being read
-        raise error(f"{path}: the {what} is over {limit:,} bytes")
-    return data
-
-
+# JSON -----------------------------------------------------------------------------------------------
 def _json_depth_ok(obj: Any, limit: int) -> bool:
     stack = [(obj, 1)]
     while stack:
@@ -143,7 +110,7 @@ def _finite_float(text: str) -> float:
 def load_json(path: os.PathLike, limit: int, what: str, error: type[Exception] = CheckpointError) -> Any:
     """Strict JSON from a regular file of at most ``limit`` bytes: no NaN/Infinity, numbers that fit,
     nesting at most MAX_JSON_DEPTH deep. Any failure is ``error`` naming the file."""
-    data = read_bounded(path, limit, what, error)
+    data = read_bounded(path, limit, what, error=error)
     try:
         obj = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
@@ -155,99 +122,8 @@ def load_json(path: os.PathLike, limit: int, what: str, error: type[Exception] =
     return obj
 
 
-def sha256_file(path: os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-_HASH_MEMO: dict[tuple, str] = {}
-_HASH_MEMO_LOCK = threading.Lock()
-
-
-def sha256_file_memo(path: os.PathLike) -> str:
-    """``sha256_file``, remembered per (file, size, mtime, ctime) for this process: backends check an
-    export's hashes when probing and again when loading, and a 90 MB file costs ~0.1 s each time."""
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    with _HASH_MEMO_LOCK:
-        if key in _HASH_MEMO:
-            return _HASH_MEMO[key]
-    digest = sha256_file(path)
-    with _HASH_MEMO_LOCK:
-        if len(_HASH_MEMO) > 256:
-            _HASH_MEMO.clear()
-        _HASH_MEMO[key] = digest
-    return digest
-
-
 def is_sha256(v: Any) -> bool:
     return isinstance(v, str) and _SHA256.fullmatch(v) is not None
-
-
-_TEMP_SUFFIX = ".tmp"
-
-
-def temp_sibling(path: os.PathLike) -> Path:
-    """A new, empty, uniquely named file beside ``path`` (``.<name>.<pid>-<random>.tmp``), created
-    with the usual permissions (0666 less the umask), for writing a file that then replaces ``path``."""
-    path = Path(path)
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}{_TEMP_SUFFIX}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-    raise OSError(f"cannot create a temporary file beside {path}")
-
-
-def fsync_file(path: os.PathLike) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def remove_stale_temps(folder: os.PathLike) -> None:
-    """Remove ``temp_sibling`` files left in ``folder`` by processes that no longer run (a killed write)."""
-    for p in Path(folder).glob(f".*{_TEMP_SUFFIX}"):
-        m = re.fullmatch(r"\..+\.(\d+)-[0-9a-f]{8}" + re.escape(_TEMP_SUFFIX), p.name)
-        if m is None:
-            continue
-        try:
-            os.kill(int(m.group(1)), 0)
-            continue  # still running: its file
-        except ProcessLookupError:
-            pass
-        except (PermissionError, OverflowError, ValueError):
-            continue
-        with contextlib.suppress(OSError):
-            p.unlink()
-
-
-@contextlib.contextmanager
-def atomic_path(path: os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; when the block ends normally the file written there
-    is fsynced and ``os.replace``s ``path`` (readers see the old file or the new one, never a part);
-    when it raises, the temporary file is removed and ``path`` is untouched."""
-    tmp = temp_sibling(path)
-    try:
-        yield tmp
-        fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def write_text_atomic(path: os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 # Weights --------------------------------------------------------------------------------------------
@@ -259,7 +135,7 @@ def read_safetensors_header(path: os.PathLike) -> dict[str, TensorInfo]:
     """Tensor name -> dtype and shape from a safetensors file's header, checked against the file:
     bounded header, known dtypes, every tensor's byte range exactly its shape's size, the ranges
     back to back and ending at the end of the file. Reads only the header."""
-    f, st = open_regular(path, "weights file")
+    f, st = open_regular_file(path, error=CheckpointError, what="weights file")
     with f:
         if st.st_size > MAX_WEIGHTS_BYTES:
             raise CheckpointError(f"{path}: the weights file is {st.st_size:,} bytes; at most {MAX_WEIGHTS_BYTES:,}")
@@ -417,7 +293,10 @@ def read_checkpoint(path: os.PathLike | None = None) -> Checkpoint:
         raise CheckpointError(f"{cfg_path}: model_sha256 does not match the model config and weights hash it "
                               "holds: the config was changed after the checkpoint was written, or is damaged")
     tensors = read_safetensors_header(w_path)
-    digest = sha256_file(w_path)
+    try:
+        digest = sha256_file(w_path)
+    except OSError as e:  # replaced since its header was read
+        raise CheckpointError(f"{w_path}: cannot read the weights file ({e.strerror or e})") from None
     if digest != meta["weights_sha256"]:
         raise CheckpointError(f"{w_path}: SHA-256 {digest[:12]} does not match the config's "
                               f"{meta['weights_sha256'][:12]}: the weights are corrupt or from another checkpoint")

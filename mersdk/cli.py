@@ -308,7 +308,7 @@ def _extra_commands():
     """Verbs that live with their code (training, evaluation, export, ...), if present."""
     import importlib
 
-    for mod in ("mersdk.training.cli", "mersdk.export_cli", "mersdk.bench_cli", "mersdk.tagging.cli",
+    for mod in ("mersdk.training.cli", "mersdk.export.cli", "mersdk.bench_cli", "mersdk.tagging.cli",
                 "mersdk.serve.cli", "mersdk.playlist"):
         try:
             m = importlib.import_module(mod)

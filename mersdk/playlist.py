@@ -20,11 +20,11 @@ import math
 import os
 import sqlite3
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from .errors import MersdkError
+from .files import atomic_path
 
 log = logging.getLogger("mersdk.playlist")
 
@@ -122,18 +122,6 @@ def path_between(tracks: Sequence[Track], start: tuple[float, float], end: tuple
     return out
 
 
-def _atomic_write(path: str, write) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _title_and_length(path: str) -> tuple[str | None, float | None]:
     """("artist - title" or "title" from the tags, length in seconds); Nones when unreadable."""
     try:
@@ -163,14 +151,11 @@ def write_m3u8(tracks: Iterable[Track], out: str) -> int:
         seconds = t.duration_s if t.duration_s is not None else length
         title = (title or os.path.splitext(os.path.basename(t.path))[0]).replace("\n", " ")
         entries.append((-1 if seconds is None else int(round(seconds)), title, t))
-
-    def write(f):
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write("#EXTM3U\n")
         for seconds, title, t in entries:
             f.write(f"#EXTINF:{seconds},{title}\n")
             f.write(f"{t.path}\n")
-
-    _atomic_write(out, write)
     return len(entries)
 
 
@@ -201,16 +186,9 @@ def plot_library(tracks: Sequence[Track], out: str, highlight: Sequence[Track] =
     ax.legend(loc="lower left", fontsize=7)
     ax.set_title(title or f"{len(tracks)} tracks", fontsize=9)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(out))
     ext = os.path.splitext(out)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=130, format=ext.lstrip(".").lower())
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def make_playlist(tracks: Sequence[Track], *, mood: str | None = None, near_point: str | None = None,

@@ -82,7 +82,8 @@ _ENTRIES = ("model", "text_encoder", "tokenizer")
 def _export_file(folder: Path, real_folder: str, entry: Any, key: str) -> tuple[Path | None, str | None]:
     """(path, None) when the manifest entry names a plain file inside ``folder`` (symlinks resolved)
     whose size is bounded and whose SHA-256 is the one recorded, else (None, why)."""
-    from ..checkpoint import is_sha256, sha256_file_memo
+    from ..checkpoint import is_sha256
+    from ..files import sha256_file_memo
 
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not is_sha256(entry.get("sha256")):
         return None, f"its {key!r} entry needs a file name and a sha256"

@@ -24,7 +24,7 @@ import os
 import time
 from pathlib import Path
 
-from ..checkpoint import atomic_path, sha256_file, write_text_atomic
+from ..files import atomic_path, sha256_file, write_text_atomic
 from . import MODEL_INPUTS, TEXT_INPUTS
 
 PRECISIONS = ("fp32", "fp16")

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..checkpoint import (fsync_file, load_model, read_checkpoint, remove_stale_temps, sha256_file, temp_sibling,
-                          write_text_atomic)
+from ..checkpoint import load_model, read_checkpoint
+from ..files import fsync_file, remove_stale_temps, sha256_file, temp_sibling, write_text_atomic
 from ..model import EmotionModel
 from . import (MANIFEST, MANIFEST_VERSION, MODEL_INPUTS, MODEL_ONNX, OPSET, TEXT_INPUTS, TEXT_INT8_ONNX, TEXT_ONNX,
                TEXT_OUTPUT, TOKENIZER_JSON)

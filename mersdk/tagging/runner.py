@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
-import hashlib
 import json
 import os
-import stat
 import sys
 import threading
 import time
@@ -34,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..audio import PYAV_EXTRA_HINT, Audio, load_audio
 from ..errors import MersdkError
+from ..files import sha256_file as sha256_of
 from ..lyrics import Lyrics
 from .lyrics_tags import find_lyrics
 from .store import Done, not_regular_reason, open_store
@@ -91,27 +90,6 @@ class TagSummary:
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def sha256_of(path: str, max_bytes: int | None = None) -> str:
-    """SHA-256 of a regular file's first ``max_bytes`` (default: its size when opened). Opened
-    non-blocking, so a path that became a FIFO since it was checked cannot block; anything but a
-    regular file raises ``OSError``."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        reason = not_regular_reason(st)
-        if reason:
-            raise OSError(0, f"{reason}, not a regular file")
-        left = st.st_size if max_bytes is None else max_bytes
-        h = hashlib.sha256()
-        while left > 0:
-            chunk = f.read(min(1 << 20, left))
-            if not chunk:
-                break
-            h.update(chunk)
-            left -= len(chunk)
-    return h.hexdigest()
 
 
 def recorded_mtime(st: os.stat_result) -> int | None:

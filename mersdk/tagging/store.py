@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ..errors import MersdkError
+from ..files import fsync_dir, fsync_file, kind_of, temp_sibling
 
 COLUMNS = (
     "path", "sha256", "size_bytes", "model_hash", "label", "probabilities", "valence", "arousal",
@@ -54,15 +55,9 @@ class StoreError(MersdkError):
     """The output file cannot be used or written (not a regular file, not a store, disk full)."""
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
 def not_regular_reason(st: os.stat_result) -> str | None:
     """None for a regular file, else what the file is ("a FIFO (named pipe)", ...)."""
-    if stat.S_ISREG(st.st_mode):
-        return None
-    return next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+    return None if stat.S_ISREG(st.st_mode) else kind_of(st.st_mode)
 
 
 def check_output_path(path: str) -> None:
@@ -382,6 +377,7 @@ class ParquetStore(ResultStore):
         self.path, self.row_group_size = path, row_group_size
         self.pending: list[dict[str, Any]] = []
         self.writer = None
+        self._tmp = path  # until the first row group: then a temporary file beside it, renamed on close
         self.previous: list[dict[str, Any]] = []
         if os.path.exists(path):  # keep an earlier run's rows: read them and rewrite them first
             import pyarrow.parquet as pq
@@ -411,7 +407,7 @@ class ParquetStore(ResultStore):
         if not self.pending:
             return
         if self.writer is None:
-            self._tmp = self.path + ".partial"
+            self._tmp = str(temp_sibling(self.path))
             self.writer = pq.ParquetWriter(self._tmp, self.schema())
         self.writer.write_table(pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in self.pending], schema=self.schema()))
         self.pending = []
@@ -422,7 +418,7 @@ class ParquetStore(ResultStore):
             try:
                 self._flush()
             except OSError as e:
-                raise StoreError(f"cannot write to {self.path}.partial ({e.strerror or e})") from None
+                raise StoreError(f"cannot write to {self._tmp} ({e.strerror or e})") from None
 
     def close(self) -> None:
         try:
@@ -430,6 +426,8 @@ class ParquetStore(ResultStore):
             if self.writer is not None:
                 self.writer.close()
                 self.writer = None
+                fsync_file(self._tmp)
                 os.replace(self._tmp, self.path)
+                fsync_dir(os.path.dirname(os.path.abspath(self.path)))
         except OSError as e:
             raise StoreError(f"cannot write to {self.path} ({e.strerror or e})") from None
