@@ -174,7 +174,7 @@ def _extra_commands():
     """Verbs that live with their code (training, evaluation, export, ...), if present."""
     import importlib
 
-    for mod in ("mersdk.training.cli", "mersdk.export_cli", "mersdk.bench_cli", "mersdk.tagging.cli"):
+    for mod in ("mersdk.training.cli", "mersdk.export.cli", "mersdk.bench_cli", "mersdk.tagging.cli"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -190,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     """Run a parsed command; mersdk errors become a one-line message and exit status 2."""
+    # the CLI is an application, so it (not the library) decides what third parties print: no
+    # weight-loading progress bars from transformers (read when it is imported), unless the user asks
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         return args.func(args)
     except BrokenPipeError:  # `mersdk ... | head`: the reader has gone, which is not an error

@@ -185,7 +185,7 @@ def test_text_encoder_parses_in_tensorrt_rtx(exported_ckpt, tmp_path):
 
 
 def test_compare_cli_on_synthetic_clips(exported_ckpt, tmp_path):
-    r = subprocess.run([sys.executable, "export/compare.py", "--checkpoint", str(exported_ckpt), "--data", str(tmp_path / "none")],
+    r = subprocess.run([sys.executable, "-m", "mersdk", "export", "compare", "--checkpoint", str(exported_ckpt), "--data", str(tmp_path / "none")],
                        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "onnx " in r.stdout and "ok" in r.stdout and "tensorrt-fp16" in r.stdout

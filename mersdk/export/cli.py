@@ -1,17 +1,13 @@
-"""``mersdk export onnx|engine|compare``: the staged deployment export (see ``mersdk.export``).
-
-The same stages run as scripts: ``python export/export_onnx.py``, ``export/build_engine.py``,
-``export/compare.py``; each script is this module's parser for one stage.
-"""
+"""``mersdk export onnx|engine|compare``: the staged deployment export (see ``mersdk.export``);
+each stage runs, and can be checked, on its own."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_onnx_args(p: argparse.ArgumentParser) -> None:
-    from .export import OPSET
+    from . import OPSET
 
     p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
     p.add_argument("--out", help="folder for the export (default: the checkpoint folder, the only place the backends look)")
@@ -23,9 +19,10 @@ def add_onnx_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_onnx(args) -> int:
-    from .export.onnx_export import export_onnx
+    from .onnx_export import export_onnx
 
-    export_onnx(args.checkpoint, args.out, opset=args.opset, text_precision=args.text_precision, verbose=args.verbose)
+    export_onnx(args.checkpoint, args.out, opset=args.opset, text_precision=args.text_precision, verbose=args.verbose,
+                log=print)
     return 0
 
 
@@ -34,7 +31,7 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp16", "fp32", "both"), default="both")
     p.add_argument("--cache-dir", help="engine + timing cache folder (default: $MERSDK_CACHE/engines or ~/.cache/mersdk/engines)")
     p.add_argument("--tensorrt", choices=("tensorrt", "tensorrt_rtx"), help="TensorRT module (default: tensorrt, else tensorrt_rtx)")
-    from .export.engine import DEFAULT_PROFILE as D
+    from .engine import DEFAULT_PROFILE as D
 
     p.add_argument("--max-batch", type=int, default=D["max_batch"])
     p.add_argument("--opt-batch", type=int, default=D["opt_batch"])
@@ -43,10 +40,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_engine(args) -> int:
-    from .checkpoint import read_checkpoint
-    from .errors import CheckpointError
-    from .export import find_export
-    from .export.engine import build_engines, tensorrt_module
+    from ..checkpoint import read_checkpoint
+    from ..errors import CheckpointError
+    from . import find_export
+    from .engine import build_engines, tensorrt_module
 
     ck = read_checkpoint(args.checkpoint)
     export, why = find_export(ck)
@@ -55,12 +52,12 @@ def cmd_engine(args) -> int:
     trt = tensorrt_module(args.tensorrt)
     precisions = ("fp16", "fp32") if args.precision == "both" else (args.precision,)
     build_engines(export, ck.config, precisions, cache_dir=args.cache_dir, trt=trt,
-                  max_batch=args.max_batch, opt_batch=args.opt_batch, max_tokens=args.max_tokens)
+                  max_batch=args.max_batch, opt_batch=args.opt_batch, max_tokens=args.max_tokens, log=print)
     return 0
 
 
 def add_compare_args(p: argparse.ArgumentParser) -> None:
-    from .export.compare import SHARED_DATA
+    from .compare import SHARED_DATA
 
     p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
     p.add_argument("--data", default=str(SHARED_DATA), help="folder of real clips (default: ../shared/data)")
@@ -70,9 +67,9 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args) -> int:
-    from .export.compare import compare
+    from .compare import compare
 
-    return compare(args.checkpoint, data=args.data, n_shared=args.n_shared, cache_dir=args.cache_dir)
+    return compare(args.checkpoint, data=args.data, n_shared=args.n_shared, cache_dir=args.cache_dir, log=print)
 
 
 STAGES = {
@@ -87,17 +84,3 @@ def register(subparsers) -> None:
     stages = p.add_subparsers(dest="stage", required=True)
     for name, (add, help_) in STAGES.items():
         add(stages.add_parser(name, help=help_, description=help_))
-
-
-def stage_main(stage: str, argv: list[str] | None = None) -> int:
-    """Entry point of one ``export/<stage>.py`` script."""
-    from .cli import run
-
-    add, help_ = STAGES[stage]
-    ap = argparse.ArgumentParser(prog=f"export/{stage}", description=help_)
-    add(ap)
-    return run(ap.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(stage_main(sys.argv[1], sys.argv[2:]))

@@ -1,8 +1,0 @@
-"""Deployment stage 'onnx' as a script; the same as `mersdk export onnx` (see mersdk/export_cli.py)."""
-
-import sys
-
-from mersdk.export_cli import stage_main
-
-if __name__ == "__main__":
-    sys.exit(stage_main("onnx"))
