@@ -5,10 +5,17 @@
     print(rec.predict("song.flac", lyrics="song.lrc").to_dict())
 
 Importing mersdk is light: PyTorch, transformers and the compiled extension load only when a
-Recognizer is created (or ``mersdk.info()`` is asked for).
+Recognizer is created (or ``mersdk.info()`` is asked for). ``Recognizer``, ``TrackAnalysis``,
+``Segment`` and ``AnalysisStream`` are imported on first use; type checkers see them directly.
+
+The library logs through the ``mersdk`` logger (and its children) and configures no handler
+beyond a ``NullHandler``: the application decides what is shown.
 """
 
 from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
@@ -20,28 +27,45 @@ from .errors import (
     BackendUnavailableError,
     CheckpointError,
     InvalidAudioError,
+    InvalidOptionError,
     LyricsError,
     MersdkError,
 )
 from .results import BackendChoice, Prediction
 
+if TYPE_CHECKING:
+    from .recognizer import Recognizer
+    from .timeline import AnalysisStream, Segment, TrackAnalysis
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 __all__ = [
-    "__version__", "Recognizer", "Prediction", "BackendChoice", "info",
-    "MersdkError", "AudioError", "AudioFileNotFoundError", "AudioDecodeError", "AudioTooShortError",
-    "AudioTooLongError", "InvalidAudioError", "LyricsError", "CheckpointError", "BackendUnavailableError",
+    "__version__", "Recognizer", "Prediction", "TrackAnalysis", "Segment", "AnalysisStream", "BackendChoice",
+    "info", "MersdkError", "AudioError", "AudioFileNotFoundError", "AudioDecodeError", "AudioTooShortError",
+    "AudioTooLongError", "InvalidAudioError", "InvalidOptionError", "LyricsError", "CheckpointError",
+    "BackendUnavailableError",
 ]
 
+# public name -> module that defines it; imported on first use, since those modules load the
+# compiled extension (and the backends, when a Recognizer is made, torch or onnxruntime)
+_LAZY = {"Recognizer": "recognizer", "TrackAnalysis": "timeline", "Segment": "timeline", "AnalysisStream": "timeline"}
 
-def __getattr__(name):
-    # Recognizer pulls in NumPy-level modules only; backends import torch when created
-    if name == "Recognizer":
-        from .recognizer import Recognizer
 
-        return Recognizer
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'mersdk' has no attribute {name!r}")
 
 
-def info() -> dict:
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def info() -> dict[str, Any]:
     """Version, build of the compiled extension and which backends can run here (and why not)."""
     from . import _ext, backends
 

@@ -163,6 +163,9 @@ def _check_rate(sr) -> int:
     return sr_int
 
 
+check_sample_rate = _check_rate  # the public name
+
+
 def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     if sr_in == sr_out:
         return np.ascontiguousarray(x, dtype=np.float32)
@@ -171,14 +174,43 @@ def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return np.ascontiguousarray(soxr.resample(x, sr_in, sr_out, quality="HQ"), dtype=np.float32)
 
 
+def check_min_duration(frames: int, sample_rate: int, name: str) -> None:
+    """``AudioTooShortError`` when ``frames`` at ``sample_rate`` is under ``MIN_DURATION_S``."""
+    if frames / sample_rate < MIN_DURATION_S:
+        raise AudioTooShortError(f"{name}: {frames / sample_rate:.3f} s of audio; the minimum is {MIN_DURATION_S} s")
+
+
+def pcm_block_to_mono(block, channels: int, name: str = "block") -> np.ndarray:
+    """One pushed PCM block -> mono float32: shape (frames,) when ``channels`` is 1, else (frames,
+    channels) (interleaved, soundfile's layout); dtypes as for arrays; NaN/Inf refused."""
+    a = np.asarray(block)
+    if not ((a.ndim == 1 and channels == 1) or (a.ndim == 2 and a.shape[1] == channels)):
+        layout = "(frames,)" if channels == 1 else f"(frames, {channels})"
+        raise InvalidAudioError(f"{name}: a block of {channels}-channel audio has shape {layout}, got {a.shape}")
+    x = _pcm_to_float(a)
+    mono = np.ascontiguousarray(x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x)
+    _, _, bad = _stats(mono)
+    if bad:
+        raise InvalidAudioError(f"{name}: {bad} of {mono.size} samples are NaN or Inf")
+    return mono
+
+
+def block_resampler(sr_in: int, sr_out: int):
+    """``resample(mono_block, last=False) -> block at sr_out`` for a stream fed in pieces of any size;
+    the output is the same however the input is cut (soxr keeps the filter state)."""
+    if sr_in == sr_out:
+        return lambda x, last=False: x
+    import soxr
+
+    stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
+    return lambda x, last=False: np.ascontiguousarray(stream.resample_chunk(x, last=last), np.float32)
+
+
 def _finish(x: np.ndarray, sr_in: int, sr_out: int, name: str) -> Audio:
     x = np.ascontiguousarray(x, dtype=np.float32)
     peak, rms, bad = _stats(x)
     _check_samples(name, peak, bad, x.size)
-    if x.size / sr_in < MIN_DURATION_S:
-        raise AudioTooShortError(
-            f"{name}: {x.size / sr_in:.3f} s of audio; the minimum is {MIN_DURATION_S} s"
-        )
+    check_min_duration(x.size, sr_in, name)
     y = _resample(x, sr_in, sr_out)
     return Audio(samples=y, sample_rate=sr_out, source_sample_rate=sr_in, peak=float(peak), rms=float(rms))
 
@@ -365,10 +397,7 @@ def load_file(source, target_rate: int, max_duration_s: float | None = None) -> 
     """Decode a path, file object or bytes block by block, mix down and resample as a stream."""
     info = StreamInfo(describe(source))
     blocks = list(stream_file(source, target_rate, max_duration_s, info))
-    if info.frames_in / info.source_sample_rate < MIN_DURATION_S:
-        raise AudioTooShortError(
-            f"{info.name}: {info.frames_in / info.source_sample_rate:.3f} s of audio; the minimum is {MIN_DURATION_S} s"
-        )
+    check_min_duration(info.frames_in, info.source_sample_rate, info.name)
     y = np.concatenate(blocks) if len(blocks) != 1 else blocks[0]
     return Audio(samples=np.ascontiguousarray(y, np.float32), sample_rate=target_rate,
                  source_sample_rate=info.source_sample_rate, peak=float(info.peak), rms=info.rms)

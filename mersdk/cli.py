@@ -326,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
 def run(args) -> int:
     """Run a parsed command; mersdk errors become a one-line message: exit status 1 when the input
     (audio) failed, 2 for everything the user must change in the command (see the module docs)."""
+    # the CLI is an application, so it (not the library) decides what third parties print: no
+    # weight-loading progress bars from transformers (read when it is imported), unless the user asks
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         return args.func(args)
     except BrokenPipeError:  # `mersdk ... | head`: the reader has gone, which is not an error

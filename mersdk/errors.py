@@ -49,3 +49,7 @@ class CheckpointError(MersdkError):
 
 class BackendUnavailableError(MersdkError, RuntimeError):
     """The requested backend or device cannot run here; the message says why."""
+
+
+class InvalidOptionError(MersdkError, ValueError):
+    """An option is out of range or of the wrong type (``window_s``, ``hop_s``, ``batch_size``, ...)."""

@@ -22,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 from .config import FrontendConfig
+from .padding import pad_stack
 
 _SLANEY_F_SP = 200.0 / 3  # Hz per mel below 1 kHz (linear part of Slaney's scale)
 _SLANEY_MIN_LOG_HZ = 1000.0
@@ -116,9 +117,4 @@ def log_mel_batch(signals: list[np.ndarray], cfg: FrontendConfig = FrontendConfi
     """Batch of log-mels zero-padded in time: returns (mels (B, n_mels, T), lengths (B,) int64).
 
     Padded frames are 0 (the model masks them)."""
-    mels = [log_mel(s, cfg) for s in signals]
-    lengths = np.array([m.shape[1] for m in mels], dtype=np.int64)
-    out = np.zeros((len(mels), cfg.n_mels, int(lengths.max())), dtype=np.float32)
-    for i, m in enumerate(mels):
-        out[i, :, : m.shape[1]] = m
-    return out, lengths
+    return pad_stack([log_mel(s, cfg) for s in signals], axis=-1)

@@ -2,7 +2,7 @@
 references as fallback. This is the one place that decides whether a compiled kernel (``mersdk._C``)
 runs: it does when the extension is present, was built for the input's device, and supports the
 dtype/shape; otherwise the reference runs (``mersdk.features.log_mel_batch``,
-``mersdk.model.masked_attention``). On CPU the attention kernel runs only at the shapes where it was
+``mersdk.attention.masked_attention``). On CPU the attention kernel runs only at the shapes where it was
 measured faster than PyTorch's SDPA, which runs at the others (``_cpu_prefers_sdpa``).
 ``log_mel_kernel_for`` / ``attention_kernel_for`` say which one a call would use and why.
 ``EmotionModel`` calls ``cross_attention`` and the Recognizer calls ``log_mel_batch_fast``, so both
@@ -21,6 +21,7 @@ import numpy as np
 from . import _ext
 from .config import FrontendConfig
 from .features import filterbank_for, hann_window, log_mel_batch
+from .padding import pad_stack
 
 _ATTENTION_HEAD_DIMS = (32, 64, 128)
 
@@ -69,14 +70,6 @@ def log_mel_kernel_for(device="cpu") -> tuple[bool, str]:
     return False, f"no kernel for device type {kind!r}"
 
 
-def _stack(signals) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.array([len(s) for s in signals], dtype=np.int64)
-    batch = np.zeros((len(signals), int(lengths.max()) if len(signals) else 0), dtype=np.float32)
-    for i, s in enumerate(signals):
-        batch[i, : len(s)] = np.asarray(s, dtype=np.float32)
-    return batch, lengths
-
-
 def log_mel_batch_fast(signals, cfg: FrontendConfig = FrontendConfig(), lengths=None, *, out_dtype=None):
     """Batch log-mel with the definition (and the output) of ``features.log_mel_batch``.
 
@@ -93,7 +86,7 @@ def log_mel_batch_fast(signals, cfg: FrontendConfig = FrontendConfig(), lengths=
     else:
         if lengths is not None:
             raise ValueError("lengths is only for a (B, N) batch; a list of signals carries its own")
-        batch, lens = _stack(list(signals))
+        batch, lens = pad_stack(list(signals))
     if len(lens) == 0:
         raise ValueError("log_mel_batch_fast: the batch is empty")
     use_kernel, _ = log_mel_kernel_for("cpu")
@@ -196,7 +189,7 @@ def attention_kernel_for(q, k) -> tuple[bool, str]:
 
 
 def sdpa_attention(q, k, v, key_mask):
-    """``model.masked_attention``'s result through PyTorch's fused SDPA: rows without a valid key,
+    """``attention.masked_attention``'s result through PyTorch's fused SDPA: rows without a valid key,
     and every row when there are no keys, are zeros."""
     import torch
     import torch.nn.functional as F
@@ -212,7 +205,7 @@ _ATTENTION_IMPLS = ("auto", "kernel", "sdpa", "reference")
 
 
 def cross_attention(q, k, v, key_mask, *, impl: str = "auto"):
-    """``model.masked_attention`` (same arguments, same result), fused when a kernel applies.
+    """``attention.masked_attention`` (same arguments, same result), fused when a kernel applies.
 
     q (B, H, Tq, D); k, v (B, H, Tk, D); key_mask (B, Tk) bool, True = valid. Rows without a valid
     key -- and every row when Tk == 0, which the reference cannot take -- are zeros. ``impl``:
@@ -220,7 +213,7 @@ def cross_attention(q, k, v, key_mask, *, impl: str = "auto"):
     ("kernel" raises ValueError when it cannot run on these inputs)."""
     import torch
 
-    from .model import masked_attention  # here, not at the top: model.py imports this module
+    from .attention import masked_attention
 
     if impl not in _ATTENTION_IMPLS:
         raise ValueError(f"impl must be one of {_ATTENTION_IMPLS}, got {impl!r}")

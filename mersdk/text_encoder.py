@@ -39,10 +39,8 @@ class TextEncoder:
     def __init__(self, cfg: TextEncoderConfig, device: str = "cpu"):
         import torch
         from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()  # its weight-loading progress bar is noise for an SDK user
-        hf_logging.disable_progress_bar()
+        # transformers' logging and progress bars are the application's to configure, not ours
         path = resolve_source(cfg.source)
         self.cfg = cfg
         self.device = device

@@ -2,7 +2,8 @@
 
 ``Recognizer.analyze`` cuts the track into segments of ``window_s`` seconds every ``hop_s`` seconds
 (the last one aligned to the end of the track, so every segment has full length when the track is
-longer than one window) and runs the model on each.
+longer than one window) and runs the model on each, through ``mersdk.pipeline`` (the windowing rule
+with no one-window slack, and the batching ``predict`` uses).
 
 Lyric alignment (what the method is named for): with time-stamped lyrics (LRC, or ID3 SYLT read by
 the tagger), line i is sung over [t_i, min(t_{i+1}, t_i + 8 s)) (a line does not last through an
@@ -17,20 +18,36 @@ the mean over the N segments centred on it (fewer at the edges; probabilities re
 ``smooth=1`` gives the raw per-segment values. ``iter_analyze`` yields raw segments as soon as they
 are computed; it decodes files block by block and keeps at most one batch of windows in memory,
 so hours of audio stream through in bounded memory. The summary is the mean over all segments.
+
+Players that decode themselves push PCM instead: ``Recognizer.stream`` (``AnalysisStream``) gives
+the same segments as ``iter_analyze`` on the same audio, as soon as each window is complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import MIN_DURATION_S, Audio, StreamInfo, load_audio, stream_file
-from .errors import AudioTooShortError
+from .audio import (
+    StreamInfo,
+    block_resampler,
+    check_min_duration,
+    check_sample_rate,
+    load_audio,
+    pcm_block_to_mono,
+    stream_file,
+)
+from .errors import AudioTooLongError, InvalidOptionError
 from .lyrics import Lyrics, load_lyrics
+from .pipeline import Windower, check_window_options, encode_texts, iter_batches, pool_probabilities, run_windows
 from .results import Prediction
+
+if TYPE_CHECKING:
+    from .recognizer import Recognizer
 
 MAX_LINE_S = 8.0  # longest a lyric line is taken to last
 
@@ -69,80 +86,139 @@ def lines_for_segment(lyrics: Lyrics | None, start_s: float, end_s: float, conte
         return ()
     if not lyrics.timed:
         return tuple(line.text for line in lyrics.lines)
-    timed = [line for line in lyrics.lines if line.time_s is not None]
+    timed = [(line.time_s, line.text) for line in lyrics.lines if line.time_s is not None]
     out = []
-    for i, line in enumerate(timed):
-        nxt = timed[i + 1].time_s if i + 1 < len(timed) else line.time_s + MAX_LINE_S
-        line_end = max(min(nxt, line.time_s + MAX_LINE_S), line.time_s + 0.5)  # lines at one time still last a moment
-        if line.time_s < end_s + context_s and line_end > start_s - context_s:
-            out.append(line.text)
+    for i, (t, text) in enumerate(timed):
+        nxt = timed[i + 1][0] if i + 1 < len(timed) else t + MAX_LINE_S
+        line_end = max(min(nxt, t + MAX_LINE_S), t + 0.5)  # lines at one time still last a moment
+        if t < end_s + context_s and line_end > start_s - context_s:
+            out.append(text)
     return tuple(out)
 
 
-def iter_windows(source, sample_rate, rate: int, window_s: float, hop_s: float, max_duration_s):
-    """Yield (start_sample, window_samples, total_known) for segments, decoding files as a stream.
-
-    Arrays (already in memory) use the same rule. The final window is aligned to the end."""
-    win, hop = int(round(window_s * rate)), int(round(hop_s * rate))
+def _model_rate_blocks(source: Any, sample_rate: int | None, rate: int,
+                       max_duration_s: float | None) -> Iterator[np.ndarray]:
+    """Mono blocks at the model rate: an array (already in memory) as one block, a file decoded as a
+    stream; the minimum length is checked once the stream has ended."""
     if isinstance(source, np.ndarray):
-        a: Audio = load_audio(source, rate, sample_rate=sample_rate, max_duration_s=max_duration_s)
-        blocks = iter([a.samples])
-        info = None
-    else:
-        info = StreamInfo("")
-        blocks = stream_file(source, rate, max_duration_s, info)
-    buf = np.zeros(0, np.float32)
-    buf_start = 0  # absolute index of buf[0]
-    next_start = 0
-    last_end = 0
-    for block in blocks:
-        buf = np.concatenate([buf, block]) if buf.size else block
-        while next_start + win <= buf_start + buf.size:
-            i = next_start - buf_start
-            yield next_start, buf[i : i + win].copy()
-            last_end = next_start + win
-            next_start += hop
-        # keep enough for the next window and for an end-aligned last window
-        keep_from = max(0, min(next_start - buf_start, buf.size - win))
-        buf, buf_start = buf[keep_from:], buf_start + keep_from
-    total = buf_start + buf.size
-    if info is not None and info.source_sample_rate and info.frames_in / info.source_sample_rate < MIN_DURATION_S:
-        raise AudioTooShortError(f"{info.name}: {info.frames_in / info.source_sample_rate:.3f} s of audio; the minimum is {MIN_DURATION_S} s")
-    if last_end < total:
-        start = max(0, total - win)
-        yield start, buf[start - buf_start :].copy()
+        yield load_audio(source, rate, sample_rate=sample_rate, max_duration_s=max_duration_s).samples
+        return
+    info = StreamInfo("")
+    yield from stream_file(source, rate, max_duration_s, info)
+    if info.source_sample_rate:
+        check_min_duration(info.frames_in, info.source_sample_rate, info.name)
 
 
-def iter_analyze(rec, audio, lyrics=None, *, sample_rate=None, window_s: float = 10.0, hop_s: float = 5.0,
-                 context_s: float = 2.0) -> Iterator[Segment]:
-    """Raw segments in time order (see module docstring); ``rec`` is a Recognizer."""
-    if window_s < 1.0 or hop_s <= 0:
-        raise ValueError("window_s must be >= 1 s and hop_s > 0")
-    rate = rec.config.frontend.sample_rate
-    ly = load_lyrics(lyrics)
-    labels = rec.labels
-    primary = rec.config.primary_task
-    pending: list[tuple[int, np.ndarray, tuple[str, ...]]] = []
+@dataclass(frozen=True)
+class _Window:
+    start: int
+    samples: np.ndarray
+    lines: tuple[str, ...]
 
-    def flush():
-        texts = ["\n".join(lines) if lines else None for _, _, lines in pending]
-        outs = rec._forward_windows([w for _, w, _ in pending], rec._encode_texts(texts))
-        for (start, w, lines), out in zip(pending, outs):
+
+class _SegmentMaker:
+    """Cuts model-rate audio into segment windows (``pipeline.Windower``), finds the lyric lines
+    each reads, and runs them through the pipeline. Shared by ``iter_analyze`` and ``AnalysisStream``."""
+
+    def __init__(self, rec: Recognizer, lyrics: Lyrics | None, window_s: float, hop_s: float, context_s: float):
+        self.rec, self.lyrics, self.context_s = rec, lyrics, float(context_s)
+        self.rate = rec.config.frontend.sample_rate
+        self.windower = Windower(self.rate, window_s, hop_s, slack=1.0)
+
+    def _windows(self, cut: list[tuple[int, np.ndarray]]) -> list[_Window]:
+        r = self.rate
+        return [_Window(s, w, lines_for_segment(self.lyrics, s / r, (s + len(w)) / r, self.context_s)) for s, w in cut]
+
+    def feed(self, block: np.ndarray) -> list[_Window]:
+        return self._windows(self.windower.feed(block))
+
+    def finish(self) -> list[_Window]:
+        return self._windows(self.windower.finish())
+
+    def windows_of(self, blocks: Iterator[np.ndarray]) -> Iterator[_Window]:
+        for block in blocks:
+            yield from self.feed(block)
+        yield from self.finish()
+
+    def segments(self, windows: list[_Window]) -> list[Segment]:
+        if not windows:
+            return []
+        rec, r = self.rec, self.rate
+        texts = ["\n".join(w.lines) if w.lines else None for w in windows]
+        outs = run_windows(rec.runtime, [w.samples for w in windows], encode_texts(rec.runtime, texts),
+                           rec.batch_size, rec.config.text_encoder.hidden_size)
+        labels, primary = rec.labels, rec.config.primary_task
+        segs = []
+        for w, out in zip(windows, outs):
             probs = {lab: float(p) for lab, p in zip(labels, out[primary])}
-            yield Segment(
-                start_s=round(start / rate, 3), end_s=round((start + len(w)) / rate, 3),
-                label=max(probs, key=probs.get), probabilities=probs,
+            segs.append(Segment(
+                start_s=round(w.start / r, 3), end_s=round((w.start + len(w.samples)) / r, 3),
+                label=max(probs, key=probs.__getitem__), probabilities=probs,
                 valence=float(out["va"][0]), arousal=float(out["va"][1]),
-                fusion_weight=float(out["gate"]), lyric_lines=lines,
-            )
-        pending.clear()
+                fusion_weight=float(out["gate"]), lyric_lines=w.lines,
+            ))
+        return segs
 
-    for start, w in iter_windows(audio, sample_rate, rate, window_s, hop_s, rec.max_duration_s):
-        pending.append((start, w, lines_for_segment(ly, start / rate, (start + len(w)) / rate, context_s)))
-        if len(pending) >= rec.batch_size:
-            yield from flush()
-    if pending:
-        yield from flush()
+
+def iter_analyze(rec: Recognizer, audio: Any, lyrics: Any = None, *, sample_rate: int | None = None,
+                 window_s: float = 10.0, hop_s: float = 5.0, context_s: float = 2.0) -> Iterator[Segment]:
+    """Raw segments in time order (see module docstring); ``rec`` is a Recognizer."""
+    window_s, hop_s = check_window_options(window_s, hop_s)
+    maker = _SegmentMaker(rec, load_lyrics(lyrics), window_s, hop_s, context_s)
+    blocks = _model_rate_blocks(audio, sample_rate, maker.rate, rec.max_duration_s)
+    for batch in iter_batches(maker.windows_of(blocks), rec.batch_size):
+        yield from maker.segments(batch)
+
+
+class AnalysisStream:
+    """Push-style timeline for players that decode themselves (``Recognizer.stream``).
+
+    ``feed(block)`` takes PCM at ``sample_rate`` -- shape (frames,) for mono, (frames, channels)
+    otherwise; float in [-1, 1] or int16/int32/uint8 -- and returns the segments whose window is
+    complete, in time order; ``close()`` flushes the end of the track (the last, end-aligned segment)
+    and returns what is left. The segments equal ``iter_analyze``'s on the same audio, however the
+    blocks are cut. Memory is bounded: only what a coming window still needs is held. Also a
+    context manager (leaving it closes the stream; call ``close()`` yourself to get the last
+    segments). One stream serves one thread at a time; several streams may share a Recognizer."""
+
+    def __init__(self, rec: Recognizer, sample_rate: int, lyrics: Any = None, *, channels: int = 1,
+                 window_s: float = 10.0, hop_s: float = 5.0, context_s: float = 2.0):
+        window_s, hop_s = check_window_options(window_s, hop_s)
+        if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= 64:
+            raise InvalidOptionError(f"channels must be an integer from 1 to 64, got {channels!r}")
+        self.sample_rate = check_sample_rate(sample_rate)
+        self.channels = channels
+        self.window_s, self.hop_s = window_s, hop_s
+        self._maker = _SegmentMaker(rec, load_lyrics(lyrics), window_s, hop_s, context_s)
+        self._resample = block_resampler(self.sample_rate, self._maker.rate)
+        self._max_duration_s = rec.max_duration_s
+        self._frames_in = 0
+        self._closed = False
+
+    def feed(self, block: Any) -> list[Segment]:
+        if self._closed:
+            raise InvalidOptionError("this stream is closed")
+        mono = pcm_block_to_mono(block, self.channels, "stream block")
+        self._frames_in += mono.size
+        if self._max_duration_s is not None and self._frames_in / self.sample_rate > self._max_duration_s:
+            raise AudioTooLongError(f"stream: longer than max_duration_s={self._max_duration_s:.0f} s")
+        return self._maker.segments(self._maker.feed(self._resample(mono)))
+
+    def close(self) -> list[Segment]:
+        """The last segments (empty when already closed); raises ``AudioTooShortError`` when less
+        than the minimum duration was fed."""
+        if self._closed:
+            return []
+        self._closed = True
+        check_min_duration(self._frames_in, self.sample_rate, "stream")
+        windows = self._maker.feed(self._resample(np.zeros(0, np.float32), last=True)) + self._maker.finish()
+        return self._maker.segments(windows)
+
+    def __enter__(self) -> AnalysisStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed = True
 
 
 def smooth_segments(segs: list[Segment], n: int) -> list[Segment]:
@@ -152,28 +228,33 @@ def smooth_segments(segs: list[Segment], n: int) -> list[Segment]:
     out = []
     for i, s in enumerate(segs):
         nb = segs[max(0, i - half) : i + half + 1]
-        probs = {k: float(np.mean([x.probabilities[k] for x in nb])) for k in s.probabilities}
-        z = sum(probs.values())
-        probs = {k: v / z for k, v in probs.items()}
+        probs = _pooled_probabilities(nb)
         out.append(dataclasses.replace(
-            s, probabilities=probs, label=max(probs, key=probs.get),
+            s, probabilities=probs, label=max(probs, key=probs.__getitem__),
             valence=float(np.mean([x.valence for x in nb])), arousal=float(np.mean([x.arousal for x in nb]))))
     return out
 
 
-def analyze(rec, audio, lyrics=None, *, sample_rate=None, window_s: float = 10.0, hop_s: float = 5.0,
-            context_s: float = 2.0, smooth: int = 3) -> TrackAnalysis:
+def _pooled_probabilities(segs: list[Segment]) -> dict[str, float]:
+    keys = list(segs[0].probabilities)
+    p = pool_probabilities([[x.probabilities[k] for k in keys] for x in segs])
+    return {k: float(v) for k, v in zip(keys, p)}
+
+
+def analyze(rec: Recognizer, audio: Any, lyrics: Any = None, *, sample_rate: int | None = None,
+            window_s: float = 10.0, hop_s: float = 5.0, context_s: float = 2.0, smooth: int = 3) -> TrackAnalysis:
+    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
+        raise InvalidOptionError(f"smooth must be an integer >= 1, got {smooth!r}")
+    window_s, hop_s = check_window_options(window_s, hop_s)
     ly = load_lyrics(lyrics)
-    raw = list(iter_analyze(rec, audio, ly, sample_rate=sample_rate, window_s=window_s, hop_s=hop_s, context_s=context_s))
-    probs = {k: float(np.mean([s.probabilities[k] for s in raw])) for k in rec.labels}
-    z = sum(probs.values())
-    probs = {k: v / z for k, v in probs.items()}
-    duration = max(s.end_s for s in raw)
+    raw = list(iter_analyze(rec, audio, ly, sample_rate=sample_rate, window_s=window_s, hop_s=hop_s,
+                            context_s=context_s))
+    probs = _pooled_probabilities(raw)
     summary = Prediction(
-        label=max(probs, key=probs.get), probabilities=probs,
+        label=max(probs, key=probs.__getitem__), probabilities=probs,
         valence=float(np.mean([s.valence for s in raw])), arousal=float(np.mean([s.arousal for s in raw])),
         lyrics_used=any(s.lyric_lines for s in raw), fusion_weight=float(np.mean([s.fusion_weight for s in raw])),
-        duration_s=duration, backend=rec.backend, task_probabilities={rec.config.primary_task: probs},
+        duration_s=max(s.end_s for s in raw), backend=rec.backend, task_probabilities={rec.config.primary_task: probs},
         n_windows=len(raw), model=rec.checkpoint.model_hash,
     )
     return TrackAnalysis(summary, tuple(smooth_segments(raw, smooth)), window_s, hop_s, smooth)
@@ -182,15 +263,14 @@ def analyze(rec, audio, lyrics=None, *, sample_rate=None, window_s: float = 10.0
 def plot_analysis(analysis: TrackAnalysis, lyrics: Lyrics | None, out_path: str, title: str = "") -> None:
     """Valence/arousal over time with the lyric lines marked; needs matplotlib (extra ``plot``)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise ImportError('plotting needs matplotlib: pip install "mersdk[plot]"') from None
     tl = analysis.timeline
     t = [(s.start_s + s.end_s) / 2 for s in tl]
-    fig, ax = plt.subplots(figsize=(11, 4.2))
+    # a bare Figure (Agg canvas on savefig): no pyplot, no global backend or figure registry touched
+    fig = Figure(figsize=(11, 4.2))
+    ax = fig.add_subplot()
     ax.plot(t, [s.valence for s in tl], "-o", ms=3, label="valence", color="tab:blue")
     ax.plot(t, [s.arousal for s in tl], "-o", ms=3, label="arousal", color="tab:red")
     ax.fill_between(t, 0, [s.fusion_weight for s in tl], color="tab:green", alpha=0.15, label="fusion weight (lyrics)")
@@ -212,4 +292,3 @@ def plot_analysis(analysis: TrackAnalysis, lyrics: Lyrics | None, out_path: str,
                  f"smoothing {analysis.smooth})", fontsize=9, x=0.01, ha="left")
     fig.tight_layout()
     fig.savefig(out_path, dpi=130)
-    plt.close(fig)

@@ -116,3 +116,44 @@ def test_info(recognizer):
     assert info["model"]["hash"] == recognizer.checkpoint.model_hash
     assert info["backends"]["torch"] == "available"
     assert "extension" in info["build"]
+
+
+def test_every_backend_implements_the_contract(recognizer):
+    from mersdk.backends import registered
+    from mersdk.backends.base import Backend
+
+    assert isinstance(recognizer.runtime, Backend)
+    for spec in registered().values():
+        cls = spec.create if isinstance(spec.create, type) else None
+        if cls is not None:  # factories that are classes: check the methods without building them
+            for method in ("log_mel", "encode_lyrics", "forward", "kernels", "close"):
+                assert callable(getattr(cls, method, None)), f"{spec.name} lacks {method}"
+    assert set(recognizer.info()["kernels"]) == {"log_mel", "attention"}
+
+
+def test_close_and_context_manager():
+    with mersdk.Recognizer(backend="torch") as rec:
+        p = rec.predict(tone(2.0), sample_rate=16000)
+        assert p.label in rec.labels
+    rec.close()  # twice is harmless
+    with pytest.raises(mersdk.BackendUnavailableError, match="closed"):
+        rec.predict(tone(2.0), sample_rate=16000)
+
+
+def test_loading_leaves_other_libraries_logging_alone():
+    import logging
+    import subprocess
+    import sys
+    import tempfile
+
+    # torch and transformers first: what they set up on their own import is not ours
+    code = ("import logging, numpy, torch, transformers, mersdk, transformers.utils.logging as hf;"
+            "before = (hf.get_verbosity(), hf.is_progress_bar_enabled(), logging.getLogger('torch').level);"
+            "mersdk.Recognizer(backend='torch').predict(numpy.zeros(16000), sample_rate=16000);"
+            "after = (hf.get_verbosity(), hf.is_progress_bar_enabled(), logging.getLogger('torch').level);"
+            "print(before == after, [type(h).__name__ for h in logging.getLogger('mersdk').handlers])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir(),
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "['NullHandler']"]
+    assert logging.getLogger("mersdk").propagate

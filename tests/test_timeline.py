@@ -105,3 +105,20 @@ def test_analyze_cli_json_and_plot(tmp_path):
     d = json.loads(r.stdout)
     assert d["timeline"] and any(s["lyric_lines"] for s in d["timeline"])
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_leaves_matplotlib_state_alone(recognizer, tmp_path):
+    matplotlib = pytest.importorskip("matplotlib", reason="matplotlib (extra 'plot') is not installed")
+    import sys as _sys
+
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # the application's choice, which the plot must not switch to Agg
+    try:
+        a = recognizer.analyze(tone(12.0), sample_rate=16000, window_s=4, hop_s=4)
+        tl_mod.plot_analysis(a, None, str(tmp_path / "p.png"))
+        assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(backend)
+    if "matplotlib.pyplot" in _sys.modules:  # another test may have imported it: no figure of ours is left open
+        assert _sys.modules["matplotlib.pyplot"].get_fignums() == []

@@ -97,7 +97,7 @@ def cmd_train(args):
     for name in args.names or list(RUNS):
         opts = TrainOptions().replace(**{"epochs": args.epochs, **RUNS[name]})
         t0 = time.time()
-        best = train(opts, args.data, args.cache, Path(args.runs) / name)
+        best = train(opts, args.data, args.cache, Path(args.runs) / name, log=print)
         wall = time.time() - t0
         hist = json.loads((Path(args.runs) / name / "history.json").read_text())["history"]
         info = {"name": name, "best": best, "train_s_total": sum(h["train_s"] for h in hist),

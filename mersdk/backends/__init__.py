@@ -1,8 +1,8 @@
 """Backend registry: the one place that decides what runs the model, and says why.
 
-Each backend module registers a ``BackendSpec`` with a ``probe`` (is it usable here, and if not,
-why) and a ``create`` factory. ``backend="auto"`` walks ``PREFERENCE`` (fastest first) and picks the
-first whose probe passes for the requested device; an explicit backend that cannot run raises
+Each backend module implements ``base.Backend`` (the written contract) and registers a
+``BackendSpec`` with a ``probe`` (is it usable here, and if not, why) and a ``create`` factory.
+``backend="auto"`` walks ``PREFERENCE`` (fastest first) and picks the first whose probe passes for the requested device; an explicit backend that cannot run raises
 ``BackendUnavailableError`` with the probe's reason. A backend that needs files made from the
 checkpoint (an ONNX export, an engine) also gives ``probe_checkpoint``, asked once the device probe
 passes. Heavy imports (torch, onnxruntime, tensorrt)
@@ -11,32 +11,13 @@ happen inside probes and factories, never at ``import mersdk``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 from ..errors import BackendUnavailableError
 from ..results import BackendChoice
+from .base import REGISTRY as _REGISTRY
+from .base import Backend, BackendSpec, register  # noqa: F401  (the registry's public names)
 
 # Fastest first. Backends not registered in this build are simply absent from the registry.
 PREFERENCE = ("tensorrt", "cuda", "onnx", "torch")
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    name: str
-    devices: tuple[str, ...]
-    # probe(device) -> None when usable, else the reason it is not
-    probe: Callable[[str], str | None]
-    create: Callable[..., object]
-    # probe_checkpoint(checkpoint) -> None when this checkpoint can run on it, else the reason
-    probe_checkpoint: Callable[[object], str | None] | None = None
-
-
-_REGISTRY: dict[str, BackendSpec] = {}
-
-
-def register(spec: BackendSpec) -> None:
-    _REGISTRY[spec.name] = spec
 
 
 def _load_builtin() -> None:

@@ -15,13 +15,14 @@ folder (``mersdk export onnx --checkpoint DIR`` writes it there).
 from __future__ import annotations
 
 import importlib.util
+import threading
 
 import numpy as np
 
 from ..errors import BackendUnavailableError
 from ..export import MODEL_INPUTS, TEXT_INPUTS, TEXT_OUTPUT, export_hint, find_export, probe_export
 from ..text_encoder import split_windows
-from . import BackendSpec, register
+from .base import BackendSpec, register
 
 _LEVELS = ("disable", "basic", "extended", "all")
 
@@ -69,6 +70,11 @@ def load_session(path, so):
     except Exception as e:  # ORT raises its own exception types (Fail, InvalidProtobuf, ...)
         raise BackendUnavailableError(f"backend 'onnx' cannot load {path}: {str(e)[:300]}; "
                                       f"{export_hint(path.parent)}") from e
+def graph_kernels(name: str) -> dict[str, str]:
+    """``Backend.kernels`` of a graph runtime: the log-mel is ours (CPU), the attention is in the graph."""
+    from ..ops import describe
+
+    return {"log_mel": describe("cpu")["log_mel"], "attention": f"inside the {name} graph"}
 
 
 class OnnxTextEncoder:
@@ -89,12 +95,15 @@ class OnnxTextEncoder:
         self.cls, self.sep, self.pad = tok["cls_id"], tok["sep_id"], tok["pad_id"]
         self.max_tokens = cfg.max_tokens
         self._path, self._so, self._run = export.text_encoder_path, so, run
+        self._lock = threading.Lock()  # one lazy session, even when threads share the backend
 
     def run(self, ids: np.ndarray, att: np.ndarray) -> np.ndarray:
-        if self._run is None:
-            session = load_session(self._path, self._so)
-            self._run = lambda i, a: session.run([TEXT_OUTPUT], dict(zip(TEXT_INPUTS, (i, a))))[0]
-        return self._run(ids, att)
+        with self._lock:
+            if self._run is None:
+                session = load_session(self._path, self._so)
+                self._run = lambda i, a: session.run([TEXT_OUTPUT], dict(zip(TEXT_INPUTS, (i, a))))[0]
+            run = self._run
+        return run(ids, att)
 
     def token_windows(self, text: str) -> list[list[int]]:
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -123,6 +132,9 @@ class OnnxTextEncoder:
 
 
 class OnnxBackend:
+    """``base.Backend`` on ONNX Runtime. Thread-safe: ``InferenceSession.run`` may be called
+    concurrently, and the tokenizer is only read."""
+
     name = "onnx"
 
     def __init__(self, checkpoint, device: str = "cpu", num_threads: int | None = None, *,
@@ -138,10 +150,23 @@ class OnnxBackend:
         self.outputs = export.outputs
         self.text_encoder = OnnxTextEncoder(export, checkpoint.config.text_encoder, so)
 
+    def log_mel(self, windows):
+        from ..ops import log_mel_batch_fast
+
+        return log_mel_batch_fast(list(windows), self.config.frontend)
+
+    def kernels(self) -> dict[str, str]:
+        return graph_kernels(self.name)
+
+    def close(self) -> None:
+        self.session = None  # ONNX Runtime frees a session with its last reference
+
     def encode_lyrics(self, texts: list[str | None]) -> list[np.ndarray | None]:
         return self.text_encoder.encode(texts)
 
     def forward(self, mel: np.ndarray, mel_lengths: np.ndarray, lyr_emb: np.ndarray, lyr_mask: np.ndarray):
+        if self.session is None:
+            raise BackendUnavailableError("this Recognizer was closed")
         feeds = dict(zip(MODEL_INPUTS, (mel, mel_lengths.astype(np.int64, copy=False), lyr_emb, lyr_mask)))
         return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
 

@@ -16,13 +16,16 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import logging
+import threading
 
 import numpy as np
 
 from ..errors import BackendUnavailableError
 from ..export import TEXT_OUTPUT, find_export, probe_export
-from ..export.engine import DEFAULT_PROFILE, cuda_gpu_name
-from . import BackendSpec, register
+from ..export.engine import DEFAULT_PROFILE
+from ..gpu import cuda_gpu_name
+from .base import BackendSpec, register
+from .onnx_backend import graph_kernels
 
 log = logging.getLogger("mersdk.tensorrt")
 
@@ -117,7 +120,9 @@ class _Engine:
 
 
 class TensorRTBackend:
-    """Both graphs as TensorRT engines; lyrics tokenized as in the ONNX backend."""
+    """Both graphs as TensorRT engines; lyrics tokenized as in the ONNX backend. Not thread-safe by
+    nature (one execution context and one set of buffers per engine): every engine call takes the
+    backend's lock, so threads sharing a Recognizer are served one batch at a time."""
 
     name = "tensorrt"
 
@@ -136,6 +141,7 @@ class TensorRTBackend:
         paths = build_engines(export, self.config, precisions=(precision,), cache_dir=cache_dir, trt=trt,
                               log=log.info, **profile)
         self.cudart = _cudart()
+        self._lock = threading.Lock()
         self.stream = _check(self.cudart.cudaStreamCreate())  # one stream per Recognizer
         self._trt_logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._trt_logger)
@@ -146,27 +152,45 @@ class TensorRTBackend:
 
     def _run_text(self, ids: np.ndarray, att: np.ndarray) -> np.ndarray:
         step = self.text.max_dim("input_ids", 0)
-        parts = [self.text.run({"input_ids": ids[i : i + step], "attention_mask": att[i : i + step]})[TEXT_OUTPUT]
-                 for i in range(0, len(ids), step)]
+        with self._lock:
+            self._check_open()
+            parts = [self.text.run({"input_ids": ids[i : i + step], "attention_mask": att[i : i + step]})[TEXT_OUTPUT]
+                     for i in range(0, len(ids), step)]
         return np.concatenate(parts, axis=0)
+
+    def _check_open(self) -> None:
+        if self.stream is None:
+            raise BackendUnavailableError("this Recognizer was closed")
+
+    def log_mel(self, windows):
+        from ..ops import log_mel_batch_fast
+
+        return log_mel_batch_fast(list(windows), self.config.frontend)
+
+    def kernels(self) -> dict[str, str]:
+        return graph_kernels(self.name)
 
     def encode_lyrics(self, texts: list[str | None]) -> list[np.ndarray | None]:
         return self.text_encoder.encode(texts)
 
     def forward(self, mel, mel_lengths, lyr_emb, lyr_mask):
         step = self.model.max_dim("mel", 0)
-        outs = [self.model.run({"mel": mel[i : i + step], "mel_lengths": mel_lengths[i : i + step],
-                                "lyr_emb": lyr_emb[i : i + step], "lyr_mask": lyr_mask[i : i + step]})
-                for i in range(0, len(mel), step)]
+        with self._lock:
+            self._check_open()
+            outs = [self.model.run({"mel": mel[i : i + step], "mel_lengths": mel_lengths[i : i + step],
+                                    "lyr_emb": lyr_emb[i : i + step], "lyr_mask": lyr_mask[i : i + step]})
+                    for i in range(0, len(mel), step)]
         return {n: np.concatenate([o[n] for o in outs], axis=0) for n in self.outputs}
 
-    def close(self):
-        for e in (getattr(self, "model", None), getattr(self, "text", None)):
-            if e is not None:
-                e.close()
-        if getattr(self, "stream", None) is not None:
-            self.cudart.cudaStreamDestroy(self.stream)
-            self.stream = None
+    def close(self) -> None:
+        lock = getattr(self, "_lock", None)  # __init__ may have failed before making it
+        with lock or threading.Lock():
+            for e in (getattr(self, "model", None), getattr(self, "text", None)):
+                if e is not None:
+                    e.close()
+            if getattr(self, "stream", None) is not None:
+                self.cudart.cudaStreamDestroy(self.stream)
+                self.stream = None
 
     def __del__(self):
         try:

@@ -10,10 +10,14 @@ replaces the reference op.
 from __future__ import annotations
 
 import importlib.util
+import threading
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from . import BackendSpec, register
+from ..gpu import cuda_gpu_name
+from .base import BackendSpec, register
 
 
 def _installed(name: str) -> bool:
@@ -32,8 +36,6 @@ def _probe(device: str) -> str | None:
 
 
 def _probe_cuda(device: str) -> str | None:
-    from ..export.engine import cuda_gpu_name
-
     # the driver is asked first, through ctypes: an auto choice on a machine without a GPU must not
     # pay for importing torch (seconds) just to learn that
     _, why = cuda_gpu_name()
@@ -50,51 +52,96 @@ def _probe_cuda(device: str) -> str | None:
 
 
 class TorchBackend:
+    """``base.Backend`` on PyTorch. Thread-safe: the model runs under ``inference_mode`` without
+    state; the Hugging Face tokenizer is not safe to share, so lyric encoding takes a lock.
+    ``num_threads`` sets PyTorch's process-wide intra-op thread count (torch has no per-model one)."""
+
     name = "torch"
 
     def __init__(self, checkpoint, device: str = "cpu", num_threads: int | None = None, *, dtype: str = "float32"):
-        import torch
-
         from ..checkpoint import load_model
         from ..text_encoder import TextEncoder
 
+        model = load_model(checkpoint)  # weight shapes checked against the config before allocating
+        self._setup(model, checkpoint.config, device, num_threads, dtype)
+        # loaded now, not on first lyrics: a missing text encoder is an error at load time
+        self._text_encoder = TextEncoder(checkpoint.config.text_encoder, device=device)
+
+    @classmethod
+    def from_module(cls, model, config, device: str = "cpu", dtype: str = "float32") -> TorchBackend:
+        """A backend around a model already in memory, used as it is (its device, dtype and train/eval
+        mode are the caller's): evaluation of training runs and baselines, any module with
+        EmotionModel's forward signature. Its text encoder loads on first use."""
+        self = cls.__new__(cls)
+        self._setup(model, config, device, None, dtype, move=False)
+        return self
+
+    def _setup(self, model, config, device: str, num_threads: int | None, dtype: str, move: bool = True) -> None:
+        import torch
+
         if num_threads:
             torch.set_num_threads(int(num_threads))
-        self.device = device
-        self.config = checkpoint.config
-        self.model = load_model(checkpoint)  # weight shapes checked against the config before allocating
         if dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(f"dtype must be 'float32', 'float16' or 'bfloat16', not {dtype!r}")
         if dtype != "float32" and device == "cpu":
             raise ValueError("reduced precision is for the cuda backend; the CPU path runs float32")
+        self.device = device
+        self.config = config
         self.dtype = getattr(torch, dtype)
-        self.model.to(device=device, dtype=self.dtype).eval()
-        self.text_encoder = TextEncoder(checkpoint.config.text_encoder, device=device)
+        self.model = model.to(device=device, dtype=self.dtype).eval() if move else model
+        self._text_encoder: Any = None
+        self._text_lock = threading.Lock()
         self._torch = torch
         if device != "cpu":
             self.name = "cuda"
 
-    def log_mel(self, windows: list[np.ndarray]):
+    @property
+    def text_encoder(self):
+        with self._text_lock:
+            if self._text_encoder is None:
+                from ..text_encoder import TextEncoder
+
+                self._text_encoder = TextEncoder(self.config.text_encoder, device=self.device)
+            return self._text_encoder
+
+    def log_mel(self, windows: Sequence[np.ndarray]):
         """Log-mel of a batch of windows where the model runs (on the GPU for ``cuda``)."""
         from .. import ops
+        from ..padding import pad_stack
 
         if self.device == "cpu":
-            return ops.log_mel_batch_fast(windows, self.config.frontend)
-        batch, lengths = ops._stack(windows)
+            return ops.log_mel_batch_fast(list(windows), self.config.frontend)
+        batch, lengths = pad_stack(windows)
         x = self._torch.from_numpy(batch).pin_memory().to(self.device, non_blocking=True)
         return ops.log_mel_batch_fast(x, self.config.frontend, lengths)
 
-    def encode_lyrics(self, texts: list[str | None]) -> list[np.ndarray | None]:
+    def kernels(self) -> dict[str, str]:
+        from .. import ops
+
+        return ops.describe(self.device, self.config.d_model // self.config.n_heads)
+
+    def close(self) -> None:
+        # PyTorch frees the model's memory with the last reference; drop ours
+        self.model = None
+        self._text_encoder = None
+
+    def encode_lyrics(self, texts: Sequence[str | None]) -> list[np.ndarray | None]:
         """Per text: token embeddings (Tl, hidden) float32, or None when there are no lyrics."""
-        emb, mask = self.text_encoder.encode(texts)
+        encoder = self.text_encoder
+        with self._text_lock:  # the fast tokenizer raises "Already borrowed" when shared by threads
+            emb, mask = encoder.encode(list(texts))
         out = []
         for i in range(len(texts)):
             n = int(mask[i].sum())
             out.append(emb[i, :n].float().cpu().numpy() if n else None)
         return out
 
-    def forward(self, mel: np.ndarray, mel_lengths: np.ndarray, lyr_emb: np.ndarray, lyr_mask: np.ndarray):
+    def forward(self, mel: Any, mel_lengths: Any, lyr_emb: np.ndarray, lyr_mask: np.ndarray) -> dict[str, np.ndarray]:
         torch = self._torch
+        if self.model is None:
+            from ..errors import BackendUnavailableError
+
+            raise BackendUnavailableError("this Recognizer was closed")
         d = self.device
         f = self.dtype
         with torch.inference_mode():

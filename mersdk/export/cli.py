@@ -23,7 +23,8 @@ def add_onnx_args(p: argparse.ArgumentParser) -> None:
 def cmd_onnx(args) -> int:
     from .onnx_export import export_onnx
 
-    export_onnx(args.checkpoint, args.out, opset=args.opset, text_precision=args.text_precision, verbose=args.verbose)
+    export_onnx(args.checkpoint, args.out, opset=args.opset, text_precision=args.text_precision, verbose=args.verbose,
+                log=print)
     return 0
 
 
@@ -53,7 +54,7 @@ def cmd_engine(args) -> int:
     trt = tensorrt_module(args.tensorrt)
     precisions = ("fp16", "fp32") if args.precision == "both" else (args.precision,)
     build_engines(export, ck.config, precisions, cache_dir=args.cache_dir, trt=trt,
-                  max_batch=args.max_batch, opt_batch=args.opt_batch, max_tokens=args.max_tokens)
+                  max_batch=args.max_batch, opt_batch=args.opt_batch, max_tokens=args.max_tokens, log=print)
     return 0
 
 
@@ -70,7 +71,7 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
 def cmd_compare(args) -> int:
     from .compare import compare
 
-    return compare(args.checkpoint, data=args.data, n_shared=args.n_shared, cache_dir=args.cache_dir)
+    return compare(args.checkpoint, data=args.data, n_shared=args.n_shared, cache_dir=args.cache_dir, log=print)
 
 
 STAGES = {

@@ -11,6 +11,7 @@ difference in any task probability and in valence/arousal is printed and checked
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,8 @@ def runtimes(checkpoint, cache_dir=None):
     return run, skipped
 
 
-def compare(checkpoint=None, data=SHARED_DATA, n_shared: int = 6, cache_dir=None, log=print) -> int:
+def compare(checkpoint=None, data=SHARED_DATA, n_shared: int = 6, cache_dir=None,
+            log=logging.getLogger("mersdk.export").info) -> int:
     from ..recognizer import Recognizer
 
     clips = default_clips(data, n_shared)

@@ -16,16 +16,20 @@ the profile, so changing any of them builds a new engine instead of loading a wr
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import importlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
 
 from ..files import atomic_path, sha256_file, write_text_atomic
+from ..gpu import cuda_gpu_name
+from ..pipeline import ONE_WINDOW_SLACK
 from . import MODEL_INPUTS, TEXT_INPUTS
+
+_log = logging.getLogger("mersdk.export")  # progress lines; the CLI passes log=print instead
 
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_CACHE = Path(os.environ.get("MERSDK_CACHE", Path.home() / ".cache" / "mersdk")) / "engines"
@@ -41,24 +45,6 @@ def tensorrt_module(prefer: str | None = None):
         except ImportError as e:
             errors.append(f"{name}: {e}")
     raise ImportError("no TensorRT module: " + "; ".join(errors))
-
-
-def cuda_gpu_name() -> tuple[str | None, str | None]:
-    """(name of CUDA device 0, None) or (None, why there is none), through the driver API alone."""
-    try:
-        cuda = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return None, "no NVIDIA driver (libcuda.so.1 not found)"
-    if cuda.cuInit(0) != 0:
-        return None, "the NVIDIA driver found no usable GPU (cuInit failed)"
-    n = ctypes.c_int(0)
-    if cuda.cuDeviceGetCount(ctypes.byref(n)) != 0 or n.value == 0:
-        return None, "no CUDA GPU visible"
-    dev = ctypes.c_int(0)
-    cuda.cuDeviceGet(ctypes.byref(dev), 0)
-    buf = ctypes.create_string_buffer(256)
-    cuda.cuDeviceGetName(buf, 256, dev)
-    return buf.value.decode(errors="replace"), None
 
 
 def build_target(trt) -> str:
@@ -83,12 +69,10 @@ def profile_for(cfg, graph: str, *, max_batch: int = DEFAULT_PROFILE["max_batch"
     """input name -> (min, opt, max) shape, from the checkpoint config.
 
     "model": batch 1..max_batch; frames from one CNN token (time_downsample) up to the longest
-    window the Recognizer makes (window_s x 1.25, see recognizer.ONE_WINDOW_SLACK), opt = window_s;
+    window the Recognizer makes (window_s x 1.25, see pipeline.ONE_WINDOW_SLACK), opt = window_s;
     lyric tokens 1..max_tokens. "text_encoder": windows 1..max_batch of 1..max_tokens_per_window."""
     fe, te = cfg.frontend, cfg.text_encoder
     if graph == "model":
-        from ..recognizer import ONE_WINDOW_SLACK
-
         f_min = cfg.time_downsample
         f_opt = fe.n_frames(int(round(cfg.window_s * fe.sample_rate)))
         f_max = fe.n_frames(int(round(cfg.window_s * ONE_WINDOW_SLACK * fe.sample_rate)))
@@ -155,7 +139,7 @@ def _cached_engine_damage(engine_path: Path) -> str | None:
 
 
 def build_engine(onnx_path, profile: dict, precision: str = "fp16", cache_dir=None, trt=None,
-                 workspace_gb: float = 4.0, force: bool = False, log=print) -> Path:
+                 workspace_gb: float = 4.0, force: bool = False, log=_log.info) -> Path:
     """Load the cached engine for (GPU, TensorRT, ONNX, precision, profile) or build and cache it.
     Returns the engine path. Logs every input and output with its shapes."""
     if precision not in PRECISIONS:
@@ -221,7 +205,8 @@ def build_engine(onnx_path, profile: dict, precision: str = "fp16", cache_dir=No
     return engine_path
 
 
-def build_engines(export, cfg, precisions=("fp16", "fp32"), cache_dir=None, trt=None, log=print, **profile_kw):
+def build_engines(export, cfg, precisions=("fp16", "fp32"), cache_dir=None, trt=None, log=_log.info,
+                  **profile_kw):
     """Engines for both graphs of an ONNX export; returns {(graph, precision): path}."""
     out = {}
     for precision in precisions:

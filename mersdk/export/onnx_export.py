@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import logging
 import time
 import warnings
 from pathlib import Path
@@ -83,11 +84,13 @@ def example_model_inputs(cfg, batch: int = 3, frames: int | None = None, tokens:
 @contextlib.contextmanager
 def _quiet(verbose: bool):
     """The exporter prints progress lines and warns that shared axis names are merged: both noise."""
-    import logging
-
-    # "torchvision is not installed. Skipping torchvision::nms": the exporter's registry, not ours
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    # "torchvision is not installed. Skipping torchvision::nms": the exporter's registry, not ours;
+    # quietened for the export only, the level restored after
+    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry_log.level
+    registry_log.setLevel(logging.ERROR)
+    with contextlib.ExitStack() as restore, warnings.catch_warnings():
+        restore.callback(registry_log.setLevel, level)
         warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -211,7 +214,7 @@ def quantize_text_encoder(src: Path, dst: Path, fp32_entry: dict) -> dict:
 
 
 def export_onnx(checkpoint=None, out_dir=None, opset: int = OPSET, text_precision: str = "fp32",
-                verbose: bool = False, log=print) -> Path:
+                verbose: bool = False, log=logging.getLogger("mersdk.export").info) -> Path:
     """Write the ONNX export of ``checkpoint`` (default: bundled model) into ``out_dir`` (default:
     the checkpoint folder). Returns the manifest path.
 

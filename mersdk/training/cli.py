@@ -25,7 +25,7 @@ def cmd_train(args) -> int:
     if args.datasets:
         overrides["datasets"] = tuple(args.datasets)
     opts = opts.replace(**overrides)
-    train(opts, data_dir=data, cache_dir=args.cache, out_dir=args.out, resume=not args.no_resume)
+    train(opts, data_dir=data, cache_dir=args.cache, out_dir=args.out, resume=not args.no_resume, log=print)
     return 0
 
 

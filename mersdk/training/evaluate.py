@@ -1,10 +1,12 @@
-"""Evaluation harness: whole clips through the Recognizer's windowing, optional noise, metrics.
+"""Evaluation harness: whole clips through the Recognizer's pipeline, optional noise, metrics.
 
 ``evaluate_checkpoint`` decodes the split's audio exactly like ``Recognizer`` (``load_audio`` at the
-model's rate, ``window_bounds`` windows, ``log_mel_batch``, probabilities averaged over windows and
-renormalised), encodes lyrics with the same frozen text encoder, and scores the dataset's own task
-(cluster on mirex_mm, quadrant on quadrants_4q) plus VA agreement with the derived VA targets.
-The benchmark scripts call ``load_split`` once and ``predict_waves`` per model and condition.
+model's rate) and runs it through ``mersdk.pipeline`` -- the same windows, log-mel, batching and
+window averaging ``predict`` uses, on the torch backend -- with lyrics encoded by the same frozen
+text encoder; it scores the dataset's own task (cluster on mirex_mm, quadrant on quadrants_4q) plus
+VA agreement with the derived VA targets. ``tests/test_pipeline.py`` checks that its per-clip
+output equals ``Recognizer.predict_batch``. The benchmark scripts call ``load_split`` and
+``window_mels`` once and ``predict_windows`` per model and condition.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from ..features import log_mel_batch
-from ..recognizer import window_bounds
-from ..text_encoder import pad_embeddings
+from ..backends.torch_backend import TorchBackend
+from ..pipeline import average_windows, clip_windows, group_windows, log_mels, run_mels
 from .data import TASK_OF_DATASET, labels_of, load_clips
 from .metrics import bootstrap_ci, classification_metrics, va_metrics
 from .noise import clip_rng, make_noise, mix_at_snr
@@ -75,51 +76,26 @@ def noisy_copies(clips, waves, kind, snr_db, seed=0):
     return out
 
 
-@torch.inference_mode()
 def predict_mels(model, mels, lyr_embs, hidden, batch_size=16):
-    """Log-mels (one per window) + lyric embeddings -> per-window softmax probs per task, va, gate."""
-    order = np.argsort([m.shape[1] for m in mels])
-    res: dict[str, list] = {}
-    idx_out = []
-    for b0 in range(0, len(order), batch_size):
-        idx = order[b0 : b0 + batch_size]
-        lengths = np.array([mels[i].shape[1] for i in idx], np.int64)
-        x = np.zeros((len(idx), mels[idx[0]].shape[0], lengths.max()), np.float32)
-        for j, i in enumerate(idx):
-            x[j, :, : lengths[j]] = mels[i]
-        emb, mask = pad_embeddings([lyr_embs[i] for i in idx], hidden)
-        out = model(torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(emb), torch.from_numpy(mask))
-        for t in model.cfg.tasks:
-            res.setdefault(t.name, []).append(torch.softmax(out[t.name].float(), -1).numpy())
-        res.setdefault("va", []).append(out["va"].float().numpy())
-        res.setdefault("gate", []).append(out["gate"].float().numpy())
-        idx_out.append(idx)
-    inv = np.argsort(np.concatenate(idx_out))
-    return {k: np.concatenate(v)[inv] for k, v in res.items()}
+    """Log-mels (one per window) + lyric embeddings -> per-window softmax probs per task, va, gate,
+    each stacked over windows in input order (the pipeline's batching, on the torch backend)."""
+    backend = TorchBackend.from_module(model, model.cfg)
+    outs = run_mels(backend, mels, lyr_embs, batch_size, hidden)
+    return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
 
 
 def window_mels(waves, cfg):
     """Log-mels of the Recognizer's windows of every clip, and the clip index of each window."""
-    win_of, mels = [], []
-    for i, w in enumerate(waves):
-        for s, e in window_bounds(len(w), cfg.frontend.sample_rate, cfg.window_s, cfg.hop_s):
-            mel, _ = log_mel_batch([w[s:e]], cfg.frontend)
-            mels.append(mel[0])
-            win_of.append(i)
-    return mels, np.array(win_of)
+    windows, owner = clip_windows(waves, cfg.frontend.sample_rate, cfg.window_s, cfg.hop_s)
+    return log_mels(cfg.frontend, windows), np.array(owner)
 
 
 def predict_windows(model, cfg, mels, win_of, lyr_embs, batch_size=16):
-    """Per-window outputs averaged per clip like the Recognizer: probabilities renormalised."""
-    per_win = predict_mels(model, mels, [lyr_embs[i] for i in win_of], cfg.text_encoder.hidden_size, batch_size)
-    n = len(lyr_embs)
-    out = {}
-    for k, v in per_win.items():
-        agg = np.stack([v[win_of == i].mean(0, dtype=np.float64) for i in range(n)])
-        if k not in ("va", "gate"):
-            agg = agg / agg.sum(1, keepdims=True)
-        out[k] = agg
-    return out
+    """Per-window outputs averaged per clip like the Recognizer (``pipeline.average_windows``)."""
+    backend = TorchBackend.from_module(model, cfg)
+    outs = run_mels(backend, mels, [lyr_embs[i] for i in win_of], batch_size, cfg.text_encoder.hidden_size)
+    pooled = [average_windows(o, cfg) for o in group_windows(outs, list(win_of), len(lyr_embs))]
+    return {k: np.stack([p[k] for p in pooled]) for k in pooled[0]}
 
 
 def predict_waves(model, cfg, waves, lyr_embs, batch_size=16):

@@ -24,6 +24,7 @@ import copy
 import csv
 import dataclasses
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -240,7 +241,7 @@ def evaluate_cached(model, clips_by_ds, cache: FeatureCache, cfg: ModelConfig):
     return res
 
 
-def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=print,
+def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=logging.getLogger("mersdk.training").info,
           stop_after_epoch: int | None = None) -> dict:
     """Train (or resume) a run; returns the best-on-val record. ``stop_after_epoch`` ends this call
     early after that epoch, as a kill would (used to test that resuming gives the same run)."""
