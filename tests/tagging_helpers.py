@@ -55,7 +55,8 @@ def write_clip(path: Path, container: str, seconds: float = 1.5, seed: int = 0) 
     return path
 
 
-def _write_with_pyav(path: Path, codec: str, seconds: float, seed: int, sr: int = 44100, faststart: bool = False) -> Path:
+def _write_with_pyav(path: Path, codec: str, seconds: float, seed: int, sr: int = 44100,
+                     faststart: bool = False) -> Path:
     import av
 
     x = source_signal(seconds, sr, seed)

@@ -111,9 +111,9 @@ def test_random_kills_never_break_a_file(tmp_path):
         for f in files:
             got = exact_samples(f)
             assert got.shape == original[f].shape and np.array_equal(got, original[f]), (k, sig.name, f.name)
-            tags = mutagen.File(f).tags  # old or new tags, readable either way
-            state = (f.name, str(tags.get("MERSDK_MODEL") or tags.get("TXXX:MERSDK_MODEL")
-                                 or tags.get("----:com.apple.iTunes:MERSDK_MODEL")))
+            tags = mutagen.File(f).tags  # old or new tags (none before the first write), readable either way
+            state = (f.name, None if tags is None else str(tags.get("MERSDK_MODEL") or tags.get("TXXX:MERSDK_MODEL")
+                                                           or tags.get("----:com.apple.iTunes:MERSDK_MODEL")))
             tags_changed += state not in tag_states
             tag_states.add(state)
         left = {p.name for p in (tmp_path / "lib").iterdir() if is_temp_file(p.name)}

@@ -12,7 +12,8 @@ from mersdk.tagging.store import open_store
 from mersdk.tagging.write_tags import audio_digest, write_mood_tags
 
 from conftest import DATA, needs_data
-from tagging_helpers import HAVE_AV, SOUNDFILE_CONTAINERS, decoded, needs_mutagen, permissions_enforced, write_clip, write_wma
+from tagging_helpers import (HAVE_AV, SOUNDFILE_CONTAINERS, decoded, needs_mutagen, permissions_enforced, write_clip,
+                             write_wma)
 
 pytestmark = needs_mutagen
 
@@ -20,7 +21,9 @@ CONTAINERS = list(SOUNDFILE_CONTAINERS) + ["m4a-aac", "m4a-alac", "wma"]
 
 
 def _ext(container):
-    return {"wma": ".wma"}.get(container) or (".m4a" if container.startswith("m4a") else SOUNDFILE_CONTAINERS[container][0])
+    if container == "wma":
+        return ".wma"
+    return ".m4a" if container.startswith("m4a") else SOUNDFILE_CONTAINERS[container][0]
 
 
 def _make(path, container, seed=0):
@@ -58,7 +61,8 @@ def _mediafile(path):
     """What beets' mediafile reads, with the mood fields a beets plugin registers (mediafile itself
     has no ``mood`` field): TMOO for ID3v2.4, TXXX:MOOD for v2.3, MOOD, the iTunes freeform MOOD, WM/Mood."""
     import mediafile
-    from mediafile import ASFStorageStyle, MediaField, MP3DescStorageStyle, MP3StorageStyle, MP4StorageStyle, StorageStyle
+    from mediafile import (ASFStorageStyle, MediaField, MP3DescStorageStyle, MP3StorageStyle, MP4StorageStyle,
+                           StorageStyle)
 
     def field(name, *mp3):
         return MediaField(*mp3, MP4StorageStyle(f"----:com.apple.iTunes:{name}"), StorageStyle(name),

@@ -80,7 +80,8 @@ def cmd_tag(args) -> int:
             model=args.model, backend=args.backend, device=args.device, write_tags=args.write_tags,
             dry_run=args.dry_run, overwrite_mood=args.overwrite_mood, keep_mtime=args.keep_mtime,
             progress=not args.no_progress, num_threads=args.threads, stop=stop))
-    failed = f", {summary.tag_errors} tag writes FAILED (see above; files left as they were)" if summary.tag_errors else ""
+    failed = (f", {summary.tag_errors} tag writes FAILED (see above; files left as they were)"
+              if summary.tag_errors else "")
     print(f"{summary.found} audio files: {summary.predicted} predicted, {summary.errors} errors, "
           f"{summary.skipped} already done; {summary.tags_written} tagged{failed}; {summary.seconds:.1f} s "
           f"({summary.tracks_per_s:.2f} tracks/s) -> {args.out}", file=sys.stderr)

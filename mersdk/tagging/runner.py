@@ -273,6 +273,7 @@ def tag_library(
 
     if workers < 1 or batch_size < 1:
         raise TagOptionError(f"workers and batch_size must be >= 1 (got workers={workers}, batch_size={batch_size})")
+    own_echo = echo is not None
     echo = echo or (lambda s: print(s, file=sys.stderr))
     stop = stop or threading.Event()
     paths = [os.fspath(p) for p in paths]
@@ -291,8 +292,11 @@ def tag_library(
         if progress:
             _count_in_background(paths, bar)
 
+        # above the progress bar unless the caller chose where messages go
+        tag_echo = echo if own_echo or not progress else (lambda s: bar.write(s, file=sys.stderr))
+
         def write_tags_of(row: dict[str, Any]) -> None:
-            status = tag_row_file(row, model_hash, dry_run=dry_run, echo=bar.write if progress else echo,
+            status = tag_row_file(row, model_hash, dry_run=dry_run, echo=tag_echo,
                                   overwrite_mood=overwrite_mood, keep_mtime=keep_mtime)
             if status == "written":
                 summary.tags_written += 1

@@ -191,8 +191,8 @@ class SqliteStore(ResultStore):
     def write(self, row: dict[str, Any]) -> None:
         values = [row.get(c) for c in COLUMNS]
         try:
-            self.db.execute(f"INSERT OR REPLACE INTO tracks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                            values)
+            self.db.execute(f"INSERT OR REPLACE INTO tracks ({', '.join(COLUMNS)}) "
+                            f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
             self.db.commit()
         except sqlite3.Error as e:
             raise StoreError(f"cannot write to {self.path} ({e}); the rows before this one are kept") from None
@@ -261,7 +261,8 @@ class _LineStore(ResultStore):
                 os.ftruncate(self.f.fileno(), end)
             except OSError:
                 pass  # the next open cuts the partial line
-            raise StoreError(f"cannot write to {self.path} ({e.strerror or e}); the rows before this one are kept") from None
+            raise StoreError(f"cannot write to {self.path} ({e.strerror or e}); "
+                             "the rows before this one are kept") from None
 
     def _lines(self):
         try:
