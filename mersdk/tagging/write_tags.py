@@ -20,11 +20,12 @@ there that mersdk did not write (it differs from the file's ``MERSDK_MOOD``) is 
 kept unless ``overwrite_mood=True``; ``MERSDK_MOOD`` always holds mersdk's prediction. A v2.3 ID3
 tag stays v2.3; any other ID3 tag is saved as v2.4.
 
-Atomic: the file is copied to a hidden temporary file in the same folder (``.NAME.XXXX.mersdk-tmp.EXT``),
+Atomic: the file is copied to a hidden temporary file in the same folder (``.NAME.PID-XXXX.mersdk-tmp.EXT``),
 the tags are written into the copy with mutagen, the copy is fsynced and checked to hold the same
 audio as the original, then ``os.replace``d over it (and the folder fsynced). An interrupted run
 (Ctrl-C, kill, power loss) leaves the old file or the new one, never a broken one; at worst a
-temporary file, which ``walk_audio`` skips and the next write of that file removes. The check
+temporary file, which ``walk_audio`` skips and the next write of that file removes once the process
+that left it has ended. The check
 (``audio_digest``): FLAC, MP3 and WAV must keep the very bytes of their audio (FLAC frames and
 STREAMINFO, the MPEG frames between ID3v2 and ID3v1, the WAV ``fmt``/``data`` chunks), which costs a
 fifteenth of decoding (0.16 s against 2.5 s per check of a 43 MB FLAC); when those bytes differ, or for the other
@@ -39,16 +40,15 @@ cannot write (the copy must live there); a symlink's target is written, the link
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import shutil
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 from ..errors import MersdkError
+from ..files import atomic_path, remove_stale_temps
 
 TEMP_MARK = ".mersdk-tmp"
 MOOD_FIELDS = {"id3v2.4": "TMOO", "id3v2.3": "TXXX:MOOD", "vorbis": "MOOD", "mp4": "----:com.apple.iTunes:MOOD",
@@ -331,27 +331,6 @@ def writable(path: str) -> bool:
     return os.access(path, os.W_OK)
 
 
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a folder; the file itself was synced
-        pass
-    finally:
-        os.close(fd)
-
-
-def _remove_stale_temps(folder: str, base: str, ext: str) -> None:
-    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(base)}.*{TEMP_MARK}{glob.escape(ext)}")):
-        try:
-            os.unlink(stale)
-        except OSError:
-            pass
-
-
 def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
 
@@ -359,47 +338,39 @@ def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
 def _write_atomically(real: str, st: os.stat_result, values: dict[str, str], overwrite_mood: bool,
                       keep_mtime: bool) -> TagWrite:
     folder, base = os.path.split(real)
-    ext = os.path.splitext(base)[1]
-    _remove_stale_temps(folder, base, ext)
+    suffix = TEMP_MARK + os.path.splitext(base)[1]  # the extension last: mutagen and FFmpeg go by it
+    remove_stale_temps(folder, base, suffix)
     before = audio_digest(real)
+    started = False
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f"{TEMP_MARK}{ext}", dir=folder)
-    except OSError as e:
-        raise TagWriteError(f"{real}: cannot create a temporary file in its folder ({e.strerror or e}); "
-                            "tags not written") from None
-    try:
-        with open(real, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        own = os.stat(tmp)
-        if (own.st_uid, own.st_gid) != (st.st_uid, st.st_gid):
+        # atomic_path: the copy is fsynced, then replaces the original, and the folder is fsynced; on
+        # any exception (Ctrl-C included) the copy is removed and the original left as it was
+        with atomic_path(real, suffix) as tmp:
+            started = True
+            with open(real, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            own = os.stat(tmp)
+            if (own.st_uid, own.st_gid) != (st.st_uid, st.st_gid):
+                try:
+                    os.chown(tmp, st.st_uid, st.st_gid)
+                except PermissionError:
+                    raise TagWriteError(f"{real}: its owner/group cannot be kept by this user; "
+                                        "tags not written") from None
+            shutil.copystat(real, tmp)  # mode, extended attributes (after chown, which may clear set-id bits)
+            f = _open_mutagen(str(tmp))
+            frames, kept, save_kwargs = _apply(f, real, values, overwrite_mood)
             try:
-                os.chown(tmp, st.st_uid, st.st_gid)
-            except PermissionError:
-                raise TagWriteError(f"{real}: its owner/group cannot be kept by this user; tags not written") from None
-        shutil.copystat(real, tmp)  # mode, extended attributes (after chown, which may clear set-id bits)
-        f = _open_mutagen(tmp)
-        frames, kept, save_kwargs = _apply(f, real, values, overwrite_mood)
-        try:
-            f.save(**save_kwargs)
-        except Exception as e:  # noqa: BLE001 - PermissionError arrives wrapped in MutagenError
-            raise TagWriteError(f"{real}: tags not written ({getattr(e, 'strerror', None) or e})") from None
-        with open(tmp, "rb+") as synced:
-            os.fsync(synced.fileno())
-        if not _same_audio(real, tmp, before):
-            raise TagWriteError(f"{real}: the tagged copy does not hold the same audio; original left as it was")
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns if keep_mtime else time.time_ns()))
-        if not _same_file_state(os.stat(real), st):
-            raise TagWriteError(f"{real}: the file changed while its tags were written; left as it is")
-        os.replace(tmp, real)
-    except BaseException as e:  # Ctrl-C included: never leave the copy behind
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise TagWriteError(f"{real}: tags not written ({e.strerror or e})") from None
-        raise
-    _fsync_dir(folder)
+                f.save(**save_kwargs)
+            except Exception as e:  # noqa: BLE001 - PermissionError arrives wrapped in MutagenError
+                raise TagWriteError(f"{real}: tags not written ({getattr(e, 'strerror', None) or e})") from None
+            if not _same_audio(real, str(tmp), before):
+                raise TagWriteError(f"{real}: the tagged copy does not hold the same audio; original left as it was")
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns if keep_mtime else time.time_ns()))
+            if not _same_file_state(os.stat(real), st):
+                raise TagWriteError(f"{real}: the file changed while its tags were written; left as it is")
+    except OSError as e:
+        what = "tags not written" if started else "cannot create a temporary file in its folder"
+        raise TagWriteError(f"{real}: {what} ({e.strerror or e})") from None
     return TagWrite(frames, kept)
 
 
