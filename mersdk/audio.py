@@ -142,12 +142,22 @@ def _frames_in(shape: tuple[int, ...]) -> int:
     return shape[1] if _channels_first(shape) else shape[0]
 
 
+def _mix_down(a: np.ndarray) -> np.ndarray:
+    """Mean over the channels of (n, channels) float samples, as float32. Accumulated in float64, so
+    huge finite samples stay finite (and are then refused by their magnitude, not as "Inf"); +Inf
+    beside -Inf becomes NaN, refused as such, without a NumPy warning."""
+    if a.shape[1] == 1:
+        return a[:, 0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return a.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
 def _to_mono(a: np.ndarray) -> np.ndarray:
     if _channels_first(a.shape):
         a = a.T  # (channels, n) -> (n, channels)
     if a.ndim == 1:
         return a
-    return a.mean(axis=1, dtype=np.float32) if a.shape[1] > 1 else a[:, 0]
+    return _mix_down(a)
 
 
 def _check_rate(sr) -> int:
@@ -188,7 +198,7 @@ def pcm_block_to_mono(block, channels: int, name: str = "block") -> np.ndarray:
         layout = "(frames,)" if channels == 1 else f"(frames, {channels})"
         raise InvalidAudioError(f"{name}: a block of {channels}-channel audio has shape {layout}, got {a.shape}")
     x = _pcm_to_float(a)
-    mono = np.ascontiguousarray(x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x)
+    mono = np.ascontiguousarray(_mix_down(x) if x.ndim == 2 else x)
     _, _, bad = _stats(mono)
     if bad:
         raise InvalidAudioError(f"{name}: {bad} of {mono.size} samples are NaN or Inf")
@@ -338,7 +348,7 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
                 f"{name}: {f.frames / sr:.0f} s is longer than max_duration_s={max_duration_s:.0f} s")
         stream = None if sr == target_rate else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ")
         for block, last in _read_blocks(f, source, name, info):
-            mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0])
+            mono = np.ascontiguousarray(_mix_down(block))
             _account_block(info, mono, name, sr, max_duration_s)
             out = stream.resample_chunk(mono, last=last) if stream else mono
             if out.size:
@@ -447,7 +457,7 @@ def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, in
     elif hasattr(source, "seek"):
         source.seek(0)  # libsndfile may have read part of it before refusing
     try:
-        with av.open(source, mode="r") as container:
+        with av.open(source, mode="r", metadata_errors="replace") as container:
             if not container.streams.audio:
                 raise AudioDecodeError(f"{name}: the container has no audio stream")
             stream = container.streams.audio[0]

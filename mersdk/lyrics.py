@@ -55,7 +55,8 @@ class Lyrics:
 
 def decode_bytes(b: bytes) -> str:
     if b.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return b.decode("utf-16")
+        # a UTF-16 BOM then bytes that are not UTF-16 (odd length, lone surrogates): keep what reads
+        return b.decode("utf-16", errors="replace")
     try:
         return b.decode("utf-8-sig")
     except UnicodeDecodeError:

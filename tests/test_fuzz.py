@@ -40,11 +40,10 @@ BUDGETS = {
     "audio_array": 1500,
     "audio_file_bytes": 600,
     "predict": 60,
-    # xfail for now (defects found, being fixed on other branches): they run until their first failure
     "config_dict": 2000,
     "checkpoint_config": 300,
 }
-XFAIL_TARGETS = ("config_dict", "checkpoint_config")
+XFAIL_TARGETS: tuple[str, ...] = ()  # targets still known to fail (none)
 TARGET_RATE = 16000
 
 
@@ -136,11 +135,6 @@ def test_fuzz_lyrics_bytes():
     _ran_its_budget("lyrics_bytes")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="found by the fuzzer: lyrics.decode_bytes raises a raw UnicodeDecodeError "
-    "for a UTF-16 BOM followed by bytes that are not UTF-16 (lyrics.py: fix on another branch)",
-)
 @pytest.mark.parametrize(
     "data", [b"\xff\xfe" + bytes(25), b"\xfe\xff\x00\x00\xd8\x00"], ids=["odd-length", "lone-surrogate"]
 )
@@ -204,15 +198,6 @@ def mutated_config(draw):
     return cfg
 
 
-CONFIG_XFAIL = pytest.mark.xfail(
-    strict=False,
-    reason="found by the fuzzer (config.py/checkpoint.py, being fixed on another branch): "
-    "from_dict raises raw KeyError (a task without 'name'), ValueError (a non-dict config such as [[]]); "
-    "read_checkpoint raises RecursionError (deeply nested config.json) and UnicodeDecodeError (non-UTF-8 bytes)",
-)
-
-
-@CONFIG_XFAIL
 def test_fuzz_model_config_from_dict():
     @budget(BUDGETS["config_dict"])
     @given(mutated_config())
@@ -237,7 +222,6 @@ def checkpoint_dir(tmp_path_factory):
     return dst
 
 
-@CONFIG_XFAIL
 def test_fuzz_checkpoint_config(checkpoint_dir):
     from mersdk.checkpoint import CONFIG_NAME, Checkpoint, read_checkpoint
 
@@ -374,12 +358,6 @@ def _stereo_float_wav(value: float) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="found by the fuzzer (audio.py, being fixed on another branch): huge finite "
-    "samples overflow in the float32 cast / channel mean (numpy RuntimeWarning) or resample to NaN "
-    "(a silently wrong Audio); sample_rate=inf raises a raw OverflowError",
-)
 @pytest.mark.parametrize(
     "case",
     ["resampled_to_nan", "inf_minus_inf_mean", "mean_overflow", "cast_overflow", "infinite_rate", "file_mean_overflow"],
@@ -472,12 +450,6 @@ def test_fuzz_load_audio_file_bytes(tmp_path):
     _ran_its_budget("audio_file_bytes")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="found by the fuzzer (audio.py, being fixed on another branch): an M4A whose "
-    "metadata is not UTF-8 makes av.open raise a raw UnicodeDecodeError (only FFmpegError is caught; "
-    "av.open(..., metadata_errors='replace') would avoid it)",
-)
 def test_fuzz_found_m4a_metadata_defect():
     clips = seed_clips()
     if "m4a_aac_stereo_44k" not in clips:

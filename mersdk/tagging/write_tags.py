@@ -306,7 +306,7 @@ def audio_digest(path: str, *, exact_bytes: bool = True) -> str:
         raise TagWriteError(f"{path}: the audio cannot be checked after writing without PyAV "
                             '(pip install "mersdk[decoders]"); tags not written') from None
     try:
-        with av.open(path) as container:
+        with av.open(path, metadata_errors="replace") as container:
             stream = next(s for s in container.streams if s.type == "audio")
             h.update(f"packets {stream.codec_context.name} ".encode())
             for packet in container.demux(stream):
