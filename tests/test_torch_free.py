@@ -158,9 +158,10 @@ def test_predict_without_torch_in_a_fresh_venv(tmp_path):
     assert whl.stat().st_size < 10_000_000
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # no pip inside (ensurepip alone takes a minute on a busy 2-core machine): this pip installs there
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
-    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--disable-pip-version-check"]
     subprocess.run(pip + ["--no-deps", str(whl)], check=True, timeout=300)
     # the versions this test environment runs, so pip takes them from its cache
     deps = [f"{n}=={_installed_version(n)}" for n in ("onnxruntime", "tokenizers", "numpy", "soundfile", "soxr",
