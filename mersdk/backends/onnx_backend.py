@@ -1,28 +1,35 @@
 """ONNX Runtime backend (CPU): the exported graphs, no PyTorch anywhere.
 
-Lyrics are tokenized with the ``tokenizers`` library from the export's ``tokenizer.json`` and cut
-into windows exactly as the PyTorch backend does (``text_encoder.split_windows``); both graphs run
-in ONNX Runtime sessions. The export is made once per checkpoint with ``mersdk export onnx`` and
+Lyrics are tokenized with the ``tokenizers`` library from the export's ``tokenizer.json`` (or the
+text-encoder package's own) and cut into encoder inputs exactly as the PyTorch backend does
+(``text_encoder.LyricEncoder``); both graphs run in ONNX Runtime sessions. The text encoder is either
+a full graph (``text_encoder.onnx``, 91 MB, made on the machine) or the weightless graph shipped in
+the package, whose initializers are filled at load time from the text-encoder package's
+``model.safetensors`` (``safetensors.numpy`` + ONNX Runtime external initializers): nothing large is
+stored twice and no PyTorch is needed. The export is made once per checkpoint with ``mersdk export onnx`` and
 must come from the checkpoint's current weights (see ``mersdk.export``).
 
 Options (``Recognizer(backend_options=...)``): ``intra_op_threads`` (default: ``num_threads``, else
-ONNX Runtime's choice, one per physical core), ``inter_op_threads``, ``graph_optimization_level``
+``backends.default_num_threads()``: half the cores, so a player beside it keeps the rest), ``inter_op_threads``, ``graph_optimization_level``
 ("disable" | "basic" | "extended" | "all", default "all"), ``allow_spinning`` (default False: ORT's
 spin-waiting threads of one session steal the cores from the other). The export is read from the checkpoint
-folder (``mersdk export onnx --checkpoint DIR`` writes it there).
+folder (``mersdk export onnx --checkpoint DIR`` writes it there; the bundled model ships its own).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
-from ..export import MODEL_INPUTS, TEXT_INPUTS, TEXT_OUTPUT, export_hint, find_export, probe_export
-from ..text_encoder import split_windows
-from .base import BackendSpec, register
+from ..errors import BackendUnavailableError, CheckpointError
+from ..export import MODEL_INPUTS, TEXT_INPUTS, TEXT_OUTPUT, TEXT_WEIGHTLESS, export_hint, find_export, probe_export
+from ..text_encoder import LyricEncoder, resolve_source
+from .base import BackendSpec, default_num_threads, register
 
 _LEVELS = ("disable", "basic", "extended", "all")
 
@@ -69,7 +76,9 @@ def load_session(path, so):
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types (Fail, InvalidProtobuf, ...)
         raise BackendUnavailableError(f"backend 'onnx' cannot load {path}: {str(e)[:300]}; "
-                                      f"{export_hint(path.parent)}") from e
+                                      f"{export_hint(Path(path).parent)}") from e
+
+
 def graph_kernels(name: str) -> dict[str, str]:
     """``Backend.kernels`` of a graph runtime: the log-mel is ours (CPU), the attention is in the graph."""
     from ..ops import describe
@@ -77,63 +86,96 @@ def graph_kernels(name: str) -> dict[str, str]:
     return {"log_mel": describe("cpu")["log_mel"], "attention": f"inside the {name} graph"}
 
 
-class OnnxTextEncoder:
+def load_weightless(entry: dict, source: str, so):
+    """Attach the text-encoder weights named by a weightless graph's manifest ``entry`` to the
+    session options ``so``, read from ``model.safetensors`` of the text-encoder ``source``. Returns the
+    arrays, which must outlive the session (ONNX Runtime uses their memory)."""
+    import onnxruntime as ort
+    from safetensors import safe_open
+
+    weights = entry["weights"]
+    path = os.path.join(resolve_source(source), weights["file"])
+    names, values, arrays = [], [], []
+    with safe_open(path, framework="np") as f:
+        keys = set(f.keys())
+        for name, (key, transposed, shape) in weights["tensors"].items():
+            if key not in keys:
+                raise CheckpointError(f"{path} has no tensor {key!r}; the weightless text encoder needs it")
+            a = f.get_tensor(key)
+            if transposed:
+                a = np.ascontiguousarray(a.T)
+            if list(a.shape) != list(shape) or a.dtype != np.float32:
+                raise CheckpointError(f"{path}: tensor {key!r} is {a.dtype} {list(a.shape)}, "
+                                      f"the text encoder graph expects float32 {list(shape)}")
+            arrays.append(a)
+            names.append(name)
+            values.append(ort.OrtValue.ortvalue_from_numpy(a))
+    so.add_external_initializers(names, values)
+    return arrays
+
+
+class OnnxTextEncoder(LyricEncoder):
     """tokenizers + the text-encoder graph: texts -> per-text token embeddings (or None).
 
     ``run(input_ids, attention_mask) -> last_hidden_state`` executes the graph: an ONNX Runtime
-    session by default (``so`` its options), created on the first lyrics it sees (the 91 MB text
-    encoder costs ~0.3 s and ~90 MB RSS that audio-only use never needs); the TensorRT backend
-    passes its engine instead."""
+    session by default (``session_options()`` makes its options), created on the first lyrics it
+    sees (the 91 MB text encoder costs ~0.3 s and ~90 MB RSS that audio-only use never needs); the
+    TensorRT backend passes its engine instead."""
 
-    def __init__(self, export, cfg, so=None, run=None):
-        from tokenizers import Tokenizer
-
+    def __init__(self, export, cfg, session_options=None, run=None):
         tok = export.manifest["tokenizer"]
-        self.tokenizer = Tokenizer.from_file(str(export.tokenizer_path))
-        self.tokenizer.no_truncation()  # windows do the cutting, never the tokenizer
-        self.tokenizer.no_padding()
         self.cls, self.sep, self.pad = tok["cls_id"], tok["sep_id"], tok["pad_id"]
-        self.max_tokens = cfg.max_tokens
-        self._path, self._so, self._run = export.text_encoder_path, so, run
-        self._lock = threading.Lock()  # one lazy session, even when threads share the backend
+        self.cfg = cfg
+        self._export, self._session_options, self._run = export, session_options, run
+        self._tokenizer = None
+        self._weights: list[np.ndarray] = []
+        self._lock = threading.Lock()  # one lazy tokenizer and session, even when threads share the backend
+
+    @property
+    def tokenizer(self):
+        """Loaded on first use: audio-only use needs neither it nor the text-encoder package."""
+        with self._lock:
+            if self._tokenizer is None:
+                from tokenizers import Tokenizer
+
+                path = self._export.tokenizer_path
+                if not path.is_file():  # the shipped export reads the text-encoder package's own
+                    path = Path(resolve_source(self.cfg.source)) / self._export.manifest["tokenizer"]["file"]
+                tokenizer = Tokenizer.from_file(str(path))
+                tokenizer.no_truncation()  # the LyricEncoder does the cutting, never the tokenizer
+                tokenizer.no_padding()
+                self._tokenizer = tokenizer
+            return self._tokenizer
+
+    def tokenize_many(self, texts) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def _session(self):
+        import onnxruntime as ort
+
+        so = self._session_options() if self._session_options else None
+        if not self._export.weightless:
+            return load_session(self._export.text_encoder_path, so)
+        entry = self._export.manifest[TEXT_WEIGHTLESS]
+        so = so or ort.SessionOptions()
+        self._weights = load_weightless(entry, self.cfg.source, so)
+        return load_session(self._export.folder / entry["file"], so)
 
     def run(self, ids: np.ndarray, att: np.ndarray) -> np.ndarray:
         with self._lock:
             if self._run is None:
-                session = load_session(self._path, self._so)
+                session = self._session()
                 self._run = lambda i, a: session.run([TEXT_OUTPUT], dict(zip(TEXT_INPUTS, (i, a))))[0]
             run = self._run
         return run(ids, att)
 
-    def token_windows(self, text: str) -> list[list[int]]:
-        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
-        return split_windows(ids, self.max_tokens, self.cls, self.sep)
-
     def encode(self, texts: list[str | None]) -> list[np.ndarray | None]:
-        per_text = [self.token_windows(t) if t else [] for t in texts]
-        flat = [w for ws in per_text for w in ws]
-        if not flat:
-            return [None] * len(texts)
-        width = max(len(w) for w in flat)
-        ids = np.full((len(flat), width), self.pad, np.int64)
-        att = np.zeros((len(flat), width), np.int64)
-        for i, w in enumerate(flat):
-            ids[i, : len(w)] = w
-            att[i, : len(w)] = 1
-        h = self.run(ids, att)
-        out, k = [], 0
-        for ws in per_text:
-            if not ws:
-                out.append(None)
-                continue
-            out.append(np.concatenate([h[k + j, : len(w)] for j, w in enumerate(ws)], axis=0))
-            k += len(ws)
-        return out
+        return self.encode_arrays(texts)
 
 
 class OnnxBackend:
     """``base.Backend`` on ONNX Runtime. Thread-safe: ``InferenceSession.run`` may be called
-    concurrently, and the tokenizer is only read."""
+    concurrently; the lazy tokenizer and text-encoder session are created under a lock."""
 
     name = "onnx"
 
@@ -145,10 +187,12 @@ class OnnxBackend:
             raise BackendUnavailableError(f"backend 'onnx' cannot run here: {why}")
         self.export = export
         self.config = checkpoint.config
-        so = session_options(intra_op_threads or num_threads, inter_op_threads, graph_optimization_level, allow_spinning)
-        self.session = load_session(export.model_path, so)
+        self.threads = threads = intra_op_threads or num_threads or default_num_threads()
+        options = functools.partial(session_options, threads, inter_op_threads, graph_optimization_level,
+                                    allow_spinning)
+        self.session = load_session(export.model_path, options())
         self.outputs = export.outputs
-        self.text_encoder = OnnxTextEncoder(export, checkpoint.config.text_encoder, so)
+        self.text_encoder = OnnxTextEncoder(export, checkpoint.config.text_encoder, options)
 
     def log_mel(self, windows):
         from ..ops import log_mel_batch_fast

@@ -10,6 +10,7 @@ replaces the reference op.
 from __future__ import annotations
 
 import importlib.util
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..gpu import cuda_gpu_name
-from .base import BackendSpec, register
+from .base import BackendSpec, default_num_threads, register
 
 
 def _installed(name: str) -> bool:
@@ -54,7 +55,9 @@ def _probe_cuda(device: str) -> str | None:
 class TorchBackend:
     """``base.Backend`` on PyTorch. Thread-safe: the model runs under ``inference_mode`` without
     state; the Hugging Face tokenizer is not safe to share, so lyric encoding takes a lock.
-    ``num_threads`` sets PyTorch's process-wide intra-op thread count (torch has no per-model one)."""
+    PyTorch's intra-op thread count is process-wide (torch has no per-model one): ``num_threads``
+    (default ``default_num_threads()``, half the cores, so a player beside it keeps the rest) is set
+    around each call and the caller's value restored after it."""
 
     name = "torch"
 
@@ -74,13 +77,14 @@ class TorchBackend:
         EmotionModel's forward signature. Its text encoder loads on first use."""
         self = cls.__new__(cls)
         self._setup(model, config, device, None, dtype, move=False)
+        self.num_threads = None  # the caller's thread settings, as they are
         return self
 
     def _setup(self, model, config, device: str, num_threads: int | None, dtype: str, move: bool = True) -> None:
         import torch
 
-        if num_threads:
-            torch.set_num_threads(int(num_threads))
+        self._torch = torch
+        self.num_threads: int | None = int(num_threads or default_num_threads())
         if dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(f"dtype must be 'float32', 'float16' or 'bfloat16', not {dtype!r}")
         if dtype != "float32" and device == "cpu":
@@ -91,7 +95,6 @@ class TorchBackend:
         self.model = model.to(device=device, dtype=self.dtype).eval() if move else model
         self._text_encoder: Any = None
         self._text_lock = threading.Lock()
-        self._torch = torch
         if device != "cpu":
             self.name = "cuda"
 
@@ -120,6 +123,21 @@ class TorchBackend:
 
         return ops.describe(self.device, self.config.d_model // self.config.n_heads)
 
+    @contextlib.contextmanager
+    def _threads(self):
+        torch = self._torch
+        if self.num_threads is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        if before != self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        try:
+            yield
+        finally:
+            if before != self.num_threads:
+                torch.set_num_threads(before)
+
     def close(self) -> None:
         # PyTorch frees the model's memory with the last reference; drop ours
         self.model = None
@@ -128,13 +146,9 @@ class TorchBackend:
     def encode_lyrics(self, texts: Sequence[str | None]) -> list[np.ndarray | None]:
         """Per text: token embeddings (Tl, hidden) float32, or None when there are no lyrics."""
         encoder = self.text_encoder
-        with self._text_lock:  # the fast tokenizer raises "Already borrowed" when shared by threads
-            emb, mask = encoder.encode(list(texts))
-        out = []
-        for i in range(len(texts)):
-            n = int(mask[i].sum())
-            out.append(emb[i, :n].float().cpu().numpy() if n else None)
-        return out
+        # the fast tokenizer raises "Already borrowed" when shared by threads
+        with self._text_lock, self._threads():
+            return encoder.encode_arrays(list(texts))
 
     def forward(self, mel: Any, mel_lengths: Any, lyr_emb: np.ndarray, lyr_mask: np.ndarray) -> dict[str, np.ndarray]:
         torch = self._torch
@@ -144,7 +158,7 @@ class TorchBackend:
             raise BackendUnavailableError("this Recognizer was closed")
         d = self.device
         f = self.dtype
-        with torch.inference_mode():
+        with torch.inference_mode(), self._threads():
             # inputs may be NumPy (host) or tensors already on the device (log_mel above)
             out = self.model(
                 torch.as_tensor(mel).to(d, f), torch.as_tensor(mel_lengths).to(d),

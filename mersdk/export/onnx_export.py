@@ -27,7 +27,7 @@ from ..checkpoint import load_model, read_checkpoint
 from ..files import fsync_file, remove_stale_temps, sha256_file, temp_sibling, write_text_atomic
 from ..model import EmotionModel
 from . import (MANIFEST, MANIFEST_VERSION, MODEL_INPUTS, MODEL_ONNX, OPSET, TEXT_INPUTS, TEXT_INT8_ONNX, TEXT_ONNX,
-               TEXT_OUTPUT, TOKENIZER_JSON)
+               TEXT_OUTPUT, TEXT_WEIGHTLESS, TEXT_WEIGHTLESS_ONNX, TOKENIZER_JSON)
 
 # ONNX Runtime vs PyTorch on the export's own check inputs (fp32 both sides); the measured
 # differences are around 1e-6, so these only catch a wrong graph, not rounding.
@@ -202,6 +202,48 @@ def _write_tokenizer(hf_tok, path: Path) -> dict:
             "sep_id": int(hf_tok.sep_token_id), "pad_id": int(hf_tok.pad_token_id or 0)}
 
 
+def weightless_text_encoder(full: Path, path: Path, cfg) -> dict:
+    """A copy of the text-encoder graph ``full`` without the weights that the text-encoder package's
+    ``model.safetensors`` holds (every tensor, some stored transposed by the exporter): each becomes
+    an external initializer that ``onnx_backend.load_weightless`` fills at load time. Returns its
+    manifest entry (named TEXT_WEIGHTLESS_ONNX), with the map initializer -> (safetensors key,
+    transposed, shape)."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+    from safetensors.numpy import load_file
+
+    from ..text_encoder import resolve_source
+
+    weights_path = Path(resolve_source(cfg.text_encoder.source)) / "model.safetensors"
+    weights = load_file(str(weights_path))
+    by_shape: dict[tuple, list[str]] = {}
+    for key, a in weights.items():
+        by_shape.setdefault(a.shape, []).append(key)
+    graph = onnx.load(str(full))
+    tensors: dict[str, list] = {}
+    for init in graph.graph.initializer:
+        a = numpy_helper.to_array(init)
+        if a.dtype != np.float32 or a.size < 2:
+            continue
+        found = next(((k, False) for k in by_shape.get(a.shape, ()) if np.array_equal(weights[k], a)), None)
+        if found is None and a.ndim == 2:
+            found = next(((k, True) for k in by_shape.get(a.shape[::-1], ()) if np.array_equal(weights[k].T, a)), None)
+        if found is None:
+            continue
+        tensors[init.name] = [found[0], found[1], list(a.shape)]
+        init.ClearField("raw_data")
+        init.data_location = TensorProto.EXTERNAL
+        del init.external_data[:]
+        # never read: the values are given in memory; the entries only say how large the tensor is
+        for k, v in (("location", weights_path.name), ("offset", "0"), ("length", str(a.nbytes))):
+            entry = init.external_data.add()
+            entry.key, entry.value = k, v
+    path.write_bytes(graph.SerializeToString())  # a staged temporary file (export_onnx renames it)
+    return {"file": TEXT_WEIGHTLESS_ONNX, "sha256": sha256_file(path), "inputs": list(TEXT_INPUTS), "outputs": [TEXT_OUTPUT],
+            "source": cfg.text_encoder.source, "precision": "fp32",
+            "weights": {"file": weights_path.name, "sha256": sha256_file(weights_path), "tensors": tensors}}
+
+
 def quantize_text_encoder(src: Path, dst: Path, fp32_entry: dict) -> dict:
     """int8 dynamic quantisation of the text encoder's weights (MatMul/Gemm), ~4x smaller; ``src``
     holds the fp32 graph, ``dst`` gets the int8 one (its manifest entry names TEXT_INT8_ONNX)."""
@@ -243,6 +285,10 @@ def export_onnx(checkpoint=None, out_dir=None, opset: int = OPSET, text_precisio
         text_entry = dict(text_entry, file=TEXT_ONNX)
         log(f"{folder / TEXT_ONNX}: {staged[TEXT_ONNX].stat().st_size / 1e6:.1f} MB, "
             f"ORT vs torch max |diff| {text_entry['check_max_abs_diff']:.1e} ({time.perf_counter() - t1:.1f} s)")
+        staged[TEXT_WEIGHTLESS_ONNX] = temp_sibling(folder / TEXT_WEIGHTLESS_ONNX)
+        weightless = weightless_text_encoder(staged[TEXT_ONNX], staged[TEXT_WEIGHTLESS_ONNX], ck.config)
+        log(f"{folder / TEXT_WEIGHTLESS_ONNX}: {staged[TEXT_WEIGHTLESS_ONNX].stat().st_size / 1e6:.1f} MB, "
+            f"{len(weightless['weights']['tensors'])} tensors read from the text-encoder package at load time")
         staged[TOKENIZER_JSON] = temp_sibling(folder / TOKENIZER_JSON)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
@@ -253,6 +299,7 @@ def export_onnx(checkpoint=None, out_dir=None, opset: int = OPSET, text_precisio
             "model": model_entry,
             "text_encoder": text_entry,
             "tokenizer": _write_tokenizer(hf_tok, staged[TOKENIZER_JSON]),
+            TEXT_WEIGHTLESS: weightless,
         }
         if text_precision == "int8":
             staged[TEXT_INT8_ONNX] = temp_sibling(folder / TEXT_INT8_ONNX)
