@@ -76,19 +76,28 @@ def noisy_copies(clips, waves, kind, snr_db, seed=0):
 
 
 @torch.inference_mode()
-def predict_mels(model, mels, lyr_embs, hidden, batch_size=16):
-    """Log-mels (one per window) + lyric embeddings -> per-window softmax probs per task, va, gate."""
-    order = np.argsort([m.shape[1] for m in mels])
+def predict_mels(model, mels, lyr_embs, hidden, batch_size=16, features=False):
+    """Log-mels (one per window) + lyric embeddings -> per-window softmax probs per task, va, gate.
+    ``features=True``: the items are the audio encoder's token features (T, F) instead of log-mels
+    (n_mels, T), run through ``model.forward_features`` (a frozen encoder's cache)."""
+    t_axis = 0 if features else 1
+    order = np.argsort([m.shape[t_axis] for m in mels])
     res: dict[str, list] = {}
     idx_out = []
     for b0 in range(0, len(order), batch_size):
         idx = order[b0 : b0 + batch_size]
-        lengths = np.array([mels[i].shape[1] for i in idx], np.int64)
-        x = np.zeros((len(idx), mels[idx[0]].shape[0], lengths.max()), np.float32)
-        for j, i in enumerate(idx):
-            x[j, :, : lengths[j]] = mels[i]
+        lengths = np.array([mels[i].shape[t_axis] for i in idx], np.int64)
+        if features:
+            x = np.zeros((len(idx), lengths.max(), mels[idx[0]].shape[1]), np.float32)
+            for j, i in enumerate(idx):
+                x[j, : lengths[j]] = mels[i]
+        else:
+            x = np.zeros((len(idx), mels[idx[0]].shape[0], lengths.max()), np.float32)
+            for j, i in enumerate(idx):
+                x[j, :, : lengths[j]] = mels[i]
         emb, mask = pad_embeddings([lyr_embs[i] for i in idx], hidden)
-        out = model(torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(emb), torch.from_numpy(mask))
+        run = model.forward_features if features else model
+        out = run(torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(emb), torch.from_numpy(mask))
         for t in model.cfg.tasks:
             res.setdefault(t.name, []).append(torch.softmax(out[t.name].float(), -1).numpy())
         res.setdefault("va", []).append(out["va"].float().numpy())
