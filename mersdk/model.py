@@ -282,17 +282,21 @@ class MusicnnEncoder(nn.Module):
     def patches(self, mel, lengths):
         """mel (B, n_mels, T), lengths (B,) -> patches (B * n, patch_frames, n_mels) row-major, n, patch
         counts (B,). Frames past a row's length are zeroed. With ``max_patches`` a row keeps only its
-        central ``max_patches`` whole patches (its own length decides which)."""
+        central ``max_patches`` whole patches (its own length decides which), and n is max_patches."""
         B, n_mels, T = mel.shape
         P = self.patch_frames
-        n = max(1, T // P)
-        all_patches = torch.clamp(torch.div(lengths, P, rounding_mode="floor"), min=1)
-        first = torch.zeros_like(lengths)
-        if self.max_patches and n > self.max_patches:
+        if self.max_patches:
+            # always max_patches patches (zeros past the input, masked by token_lengths): static shapes,
+            # so an exported graph serves every length
             n = self.max_patches
+            all_patches = torch.clamp(torch.div(lengths, P, rounding_mode="floor"), min=1)
             first = torch.clamp(torch.div(all_patches - n, 2, rounding_mode="floor"), min=0) * P
-        if T < n * P:  # only when every row is shorter than one patch
-            mel = F.pad(mel, (0, n * P - T))
+            mel = F.pad(mel, (0, n * P))
+        else:
+            n = max(1, T // P)
+            first = torch.zeros_like(lengths)
+            if T < n * P:  # only when every row is shorter than one patch
+                mel = F.pad(mel, (0, n * P - T))
         frames = first[:, None] + torch.arange(n * P, device=mel.device)[None, :]  # (B, n * P)
         mel = torch.gather(mel, 2, frames[:, None, :].expand(B, n_mels, n * P))
         mel = mel * (frames < lengths[:, None])[:, None, :].to(mel.dtype)

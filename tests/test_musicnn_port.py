@@ -188,3 +188,7 @@ def test_max_patches_keeps_the_central_patches_of_each_row():
         ref1, _ = plain.audio.features(mel[1:, :, 0:80], torch.tensor([80]))
     assert n.tolist() == [2, 2] and feats.shape[1] == 2
     assert torch.allclose(feats[0], ref0[0], atol=1e-5) and torch.allclose(feats[1], ref1[0], atol=1e-5)
+    with torch.inference_mode():  # a 1-patch row among them: 2 token slots, 1 valid, the same token
+        short, n_short = capped.audio.features(mel[:, :, :45], torch.tensor([45, 40]))
+        alone, _ = plain.audio.features(mel[:1, :, :40], torch.tensor([40]))
+    assert n_short.tolist() == [1, 1] and short.shape[1] == 2 and torch.allclose(short[0, 0], alone[0, 0], atol=1e-5)

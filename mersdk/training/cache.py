@@ -120,7 +120,8 @@ def build_token_cache(cache_dir, encoder: str = "musicnn_msd", datasets=DATASETS
             ids = list(z.files)[i_shard::n_shards]
             for j, cid in enumerate(ids):
                 mel = torch.from_numpy(z[cid].astype(np.float32))[None]
-                patches, _, _ = enc.patches(mel, torch.tensor([mel.shape[-1]]))
+                patches, _, n_valid = enc.patches(mel, torch.tensor([mel.shape[-1]]))
+                patches = patches[: int(n_valid[0])]  # padding patches (clips under max_patches) are masked anyway
                 res = enc.backbone(patches)
                 for layer in TOKEN_LAYERS:
                     out[f"{cid}/{layer}"] = res[layer].numpy().astype(np.float16)
