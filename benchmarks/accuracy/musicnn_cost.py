@@ -82,7 +82,7 @@ def cmd_patches(args):
     clips = {ds: [c for c in load_clips(args.data, ds) if c.split == "val"] for ds in DATASETS}
     full = {k: dict(v) for k, v in cache.tokens.items()}
     res = {}
-    for k in (10, 5, 3, 1):
+    for k in (5, 3, 1):  # the cache holds the 5 central patches; their central k = the clip's central k
         for key, layers in full.items():
             n = len(next(iter(layers.values())))
             first = max(0, (n - k) // 2)
