@@ -4,7 +4,7 @@
     python benchmarks/accuracy/musicnn_cost.py patches --run runs/mgate_s0/best   # val macro-F1 vs patches
 
 ``latency``: median of ``--repeats`` forwards of one 30 s clip (front end excluded, then included) for
-the bundled model and the musicnn model, 1 thread, in the same run (report the ratio; the machine is
+a baseline checkpoint (the previous CNN model) and the musicnn model, 1 thread, in the same run (report the ratio; the machine is
 shared, so the load is printed beside). ``patches``: the model run on only the k central 3 s patches
 of each val clip (from the token cache) against all of them: the accuracy a k-patch inference keeps.
 """
@@ -46,7 +46,7 @@ def cmd_latency(args):
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.standard_normal(30 * 16000)).astype(np.float32)
     out = {"load_before": os.getloadavg()}
-    for name, path in (("bundled", None), ("musicnn", args.run)):
+    for name, path in (("baseline", args.baseline), ("musicnn", args.run)):
         model, _, cfg, _, _ = load_model(path)
         n_params = sum(p.numel() for p in model.parameters())
         mel = torch.from_numpy(log_mel(wave, cfg.frontend))[None]
@@ -56,16 +56,16 @@ def cmd_latency(args):
             fe = _median_s(lambda: log_mel(wave, cfg.frontend), args.repeats)
             res = {"params": n_params, "forward_s": round(fwd, 4), "front_end_s": round(fe, 4)}
             if cfg.audio_encoder != "cnn":
-                for k in (5, 3, 1):  # k central patches only
-                    P = cfg.patch_frames
-                    first = (mel.shape[-1] // P - k) // 2 * P
-                    sub = mel[:, :, first : first + k * P]
+                full = model.audio.max_patches
+                for k in (3, 1):  # a model with max_patches=k: the k central patches only
+                    model.audio.max_patches = k
                     res[f"forward_{k}_patches_s"] = round(_median_s(
-                        lambda: model(sub, torch.tensor([sub.shape[-1]]), lyr, mask), args.repeats), 4)
+                        lambda: model(mel, torch.tensor([mel.shape[-1]]), lyr, mask), args.repeats), 4)
+                model.audio.max_patches = full
         out[name] = res
         print(name, res, flush=True)
     out["load_after"] = os.getloadavg()
-    out["ratio_forward"] = round(out["musicnn"]["forward_s"] / out["bundled"]["forward_s"], 2)
+    out["ratio_forward"] = round(out["musicnn"]["forward_s"] / out["baseline"]["forward_s"], 2)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out))
 
@@ -97,6 +97,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=["latency", "patches"])
     ap.add_argument("--run", required=True)
+    ap.add_argument("--baseline", help="checkpoint to compare with in the same run (default: the bundled model)")
     ap.add_argument("--data", default=str(HERE.parents[2] / "shared" / "data"))
     ap.add_argument("--cache", default="cache_musicnn")
     ap.add_argument("--repeats", type=int, default=5)
