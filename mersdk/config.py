@@ -63,6 +63,12 @@ class FrontendConfig:
         return 1 + n_samples // self.hop_length
 
 
+# musicnn's front end (its configuration.py and librosa's defaults): 16 kHz, 512-point FFT, hop 256,
+# 96 Slaney mel bands (Slaney norm) over 0-8 kHz of the power spectrum, log10(1 + 10000 x).
+MUSICNN_FRONTEND = FrontendConfig(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, f_min=0.0, f_max=8000.0,
+                                  mel_scale="slaney", mel_norm="slaney", compression="log10_1p", log_gain=10000.0)
+
+
 @dataclass(frozen=True)
 class TextEncoderConfig:
     """Where the frozen pre-trained language model comes from.
@@ -97,6 +103,13 @@ class ModelConfig:
         (128, 2, 1),
         (128, 2, 2),
     )
+    # "cnn": the CNN above, trained from scratch; "musicnn_msd": musicnn's pretrained MSD_musicnn
+    # (needs frontend=MUSICNN_FRONTEND), one token per patch of patch_frames frames, taken from
+    # audio_layer (see model.MUSICNN_LAYERS). Checkpoints written before these fields read as "cnn".
+    audio_encoder: str = "cnn"
+    audio_layer: str = "penultimate"
+    patch_frames: int = 187
+    max_patches: int | None = None  # musicnn: only the central patches of each window (None: all)
     d_model: int = 256
     n_heads: int = 4
     n_layers: int = 2
@@ -120,12 +133,26 @@ class ModelConfig:
             raise CheckpointError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.fusion not in ("gate", "sum", "none"):
             raise CheckpointError(f"unknown fusion {self.fusion!r}; expected 'gate', 'sum' or 'none'")
+        if self.audio_encoder not in ("cnn", "musicnn_msd"):
+            raise CheckpointError(f"unknown audio_encoder {self.audio_encoder!r}; expected 'cnn' or 'musicnn_msd'")
+        if self.audio_encoder == "musicnn_msd":
+            if self.frontend != MUSICNN_FRONTEND:
+                raise CheckpointError("audio_encoder 'musicnn_msd' needs musicnn's front end (config.MUSICNN_FRONTEND)")
+            if self.audio_layer not in ("penultimate", "mean_pool", "max_pool", "pooled", "taggram"):
+                raise CheckpointError(f"unknown audio_layer {self.audio_layer!r} for musicnn")
+            if self.max_patches is not None and self.max_patches < 1:
+                raise CheckpointError(f"max_patches must be >= 1 or null, got {self.max_patches}")
+            if self.patch_frames < 32:
+                raise CheckpointError(f"patch_frames={self.patch_frames} is too short for musicnn (>= 32)")
         names = [t.name for t in self.tasks]
         if self.primary_task not in names:
             raise CheckpointError(f"primary_task {self.primary_task!r} is not one of the tasks {names}")
 
     @property
     def time_downsample(self) -> int:
+        """Log-mel frames per audio token."""
+        if self.audio_encoder != "cnn":
+            return self.patch_frames
         f = 1
         for _, _, tp in self.cnn_stages:
             f *= tp
@@ -200,6 +227,10 @@ FIELD_BOUNDS: dict[str, Bound] = {
     "text_encoder.hidden_size": Bound(int, 1, 8192),
     "text_encoder.max_tokens": Bound(int, 3, 8192),  # [CLS] + at least one token + [SEP]
     "text_encoder.lyric_units": Bound(str, choices=("windows", "lines")),
+    "audio_encoder": Bound(str, choices=("cnn", "musicnn_msd")),
+    "audio_layer": Bound(str, choices=("penultimate", "mean_pool", "max_pool", "pooled", "taggram")),
+    "patch_frames": Bound(int, 32, 4096),
+    "max_patches": Bound(int, 1, 1024, nullable=True),
     "d_model": Bound(int, 1, 4096),
     "n_heads": Bound(int, 1, 256),
     "n_layers": Bound(int, 0, 64),  # 0: the plain CNN baseline

@@ -1,18 +1,26 @@
 """The network: one definition used by training, export and inference.
 
-    log-mel (B, n_mels, T) --CNN stages--> audio tokens (B, Ta, d)
+    log-mel (B, n_mels, T) --audio encoder--> audio tokens (B, Ta, d)
+        cfg.audio_encoder "cnn": CNN stages trained from scratch (one token per 16 frames)
+        cfg.audio_encoder "musicnn_msd": musicnn's MSD_musicnn, pretrained on the Million Song
+            Dataset's tags (Pons & Serra 2019, ISC licence), one token per 3 s patch (187 frames)
     lyric token embeddings from the frozen LM (B, Tl, h) --Linear--> (B, Tl, d)
     n_layers x FusionBlock: self-attention over audio, cross-attention audio->lyrics, dynamic gate, FFN
     masked attentive + mean pooling --> one head per task (logits) + valence/arousal (tanh, [-1, 1])
 
 Padding never changes a result: every CNN stage re-applies the time mask so padded frames are zero
-for the next convolution (exactly what the unpadded input sees at its edge), attention uses key
-padding masks, and pooling ignores padded tokens. A row whose lyric keys are all masked (no lyrics)
+for the next convolution (exactly what the unpadded input sees at its edge); musicnn sees each 3 s
+patch on its own (a row's frames past its length are zeroed, so a clip shorter than one patch is
+padded with silence whatever the batch); attention uses key padding masks, and pooling ignores
+padded tokens. A row whose lyric keys are all masked (no lyrics)
 gets a cross-attention output of zero and a gate of zero: the model itself reduces to audio only.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -108,6 +116,11 @@ class AudioCNN(nn.Module):
 
     def forward(self, mel, lengths):
         """mel (B, n_mels, T), lengths (B,) -> tokens (B, T', d), token lengths (B,)."""
+        x, lengths = self.features(mel, lengths)
+        return self.proj(x), lengths
+
+    def features(self, mel, lengths):
+        """mel (B, n_mels, T), lengths (B,) -> per-token features before the projection (B, T', F)."""
         x = self.input_norm(mel)
         T = x.shape[-1]
         mask = (torch.arange(T, device=x.device)[None, :] < lengths[:, None]).to(x.dtype)
@@ -119,8 +132,166 @@ class AudioCNN(nn.Module):
             mask = (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]).to(x.dtype)
             x = x * mask[:, None, None, :]
         B, C, Fq, Tt = x.shape
-        x = x.permute(0, 3, 1, 2).reshape(B, Tt, C * Fq)
+        return x.permute(0, 3, 1, 2).reshape(B, Tt, C * Fq), lengths
+
+
+def _same_time_pad(k: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding of a stride-1 kernel of length k: the odd sample goes after."""
+    return (k - 1) // 2, k - 1 - (k - 1) // 2
+
+
+class Musicnn(nn.Module):
+    """PyTorch port of musicnn (Pons & Serra, 2019; https://github.com/jordipons/musicnn, ISC licence):
+    the network of ``musicnn.models.build_musicnn`` with the sizes of MSD_musicnn, for one 3 s patch.
+
+    Input (N, T, n_mels) musicnn log-mel patches (T = 187 as trained). Layers (TensorFlow's order):
+    batch norm of the input; timbral convolutions (7 x 38 and 7 x 67 over time x mel, 204 filters
+    each) and temporal ones (128/64/32 x 1, 51 filters each), each ReLU then batch norm, max over
+    frequency -> 561 channels per frame; three 7-frame 1-D convolutions of 64 filters (ReLU, batch
+    norm, residual after the first) -> 753 channels per frame ("midend"); max and mean over time,
+    interleaved per channel (TensorFlow's flatten of [max, mean]) -> batch norm -> dense 200 (ReLU,
+    batch norm: "penultimate") -> dense 50 (tag logits). Batch norms use TensorFlow's eps 1e-3 and
+    always run on their stored statistics (``train()`` leaves them in eval mode): fine-tuning with
+    small batches must not overwrite the statistics of the Million Song Dataset.
+    """
+
+    def __init__(self, n_mels: int = 96, n_tags: int = 50, filt_frontend: float = 1.6, filt_midend: int = 64,
+                 units_backend: int = 200):
+        super().__init__()
+        bn2, bn1 = (lambda c: nn.BatchNorm2d(c, eps=1e-3)), (lambda c: nn.BatchNorm1d(c, eps=1e-3))
+        n_timbral, n_temporal = int(filt_frontend * 128), int(filt_frontend * 32)
+        self.input_bn = bn2(1)
+        self.timbral = nn.ModuleList(nn.Conv2d(1, n_timbral, (7, int(f * n_mels))) for f in (0.4, 0.7))
+        self.timbral_bn = nn.ModuleList(bn2(n_timbral) for _ in range(2))
+        self.temporal_kernels = (128, 64, 32)
+        self.temporal = nn.ModuleList(nn.Conv2d(1, n_temporal, (k, 1)) for k in self.temporal_kernels)
+        self.temporal_bn = nn.ModuleList(bn2(n_temporal) for _ in self.temporal_kernels)
+        n_front = 2 * n_timbral + 3 * n_temporal
+        self.midend = nn.ModuleList(nn.Conv1d(c, filt_midend, 7) for c in (n_front, filt_midend, filt_midend))
+        self.midend_bn = nn.ModuleList(bn1(filt_midend) for _ in range(3))
+        self.n_features = n_front + 3 * filt_midend  # 753 for MSD_musicnn
+        self.pool_bn = bn1(2 * self.n_features)
+        self.dense = nn.Linear(2 * self.n_features, units_backend)
+        self.dense_bn = bn1(units_backend)
+        self.tags = nn.Linear(units_backend, n_tags)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def forward(self, x) -> dict[str, torch.Tensor]:
+        """x (N, T, n_mels) -> {'mean_pool', 'max_pool': (N, 753), 'penultimate': (N, 200), 'taggram': (N, 50)
+        sigmoid tag probabilities}; the names of musicnn's ``extractor`` features."""
+        x = self.input_bn(x.unsqueeze(1))  # (N, 1, T, n_mels)
+        front = []
+        padded = F.pad(x, (0, 0, 3, 3))
+        for conv, bn in zip(self.timbral, self.timbral_bn):
+            front.append(bn(F.relu(conv(padded))).amax(dim=-1))
+        for k, conv, bn in zip(self.temporal_kernels, self.temporal, self.temporal_bn):
+            front.append(bn(F.relu(conv(F.pad(x, (0, 0) + _same_time_pad(k))))).amax(dim=-1))
+        h = torch.cat(front, dim=1)  # (N, 561, T)
+        layers = [h]
+        for i, (conv, bn) in enumerate(zip(self.midend, self.midend_bn)):
+            y = bn(F.relu(conv(F.pad(h, (3, 3)))))
+            h = y if i == 0 else y + h
+            layers.append(h)
+        mid = torch.cat(layers, dim=1)  # (N, 753, T)
+        max_pool, mean_pool = mid.amax(dim=-1), mid.mean(dim=-1)
+        flat = torch.stack([max_pool, mean_pool], dim=-1).flatten(1)  # TF's flatten of (N, 753, 2)
+        penultimate = self.dense_bn(F.relu(self.dense(self.pool_bn(flat))))
+        return {"mean_pool": mean_pool, "max_pool": max_pool, "penultimate": penultimate,
+                "taggram": torch.sigmoid(self.tags(penultimate))}
+
+
+# per-patch layers a musicnn encoder can take its tokens from, and their widths for MSD_musicnn
+MUSICNN_LAYERS = {"penultimate": 200, "mean_pool": 753, "max_pool": 753, "pooled": 1506, "taggram": 50}
+
+
+def musicnn_layer(out: dict, layer: str):
+    """The token features of one layer name from ``Musicnn.forward``'s outputs ('pooled' = max + mean);
+    tensors or NumPy arrays (the training cache stores every layer)."""
+    if layer == "pooled":
+        parts = [out["max_pool"], out["mean_pool"]]
+        return torch.cat(parts, dim=-1) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts, axis=-1)
+    return out[layer]
+
+
+PRETRAINED_DIR = Path(__file__).parent / "models" / "musicnn"
+
+
+def load_pretrained_audio(model: "EmotionModel") -> bool:
+    """Initialise a new model's audio backbone with the converted pretrained weights (training starts
+    here; a checkpoint brings its own). Returns False for encoders without pretrained weights."""
+    if model.cfg.audio_encoder != "musicnn_msd":
+        return False
+    from safetensors.torch import load_file
+
+    model.audio.backbone.load_state_dict(load_file(str(PRETRAINED_DIR / "MSD_musicnn.safetensors")), strict=True)
+    return True
+
+
+class MusicnnEncoder(nn.Module):
+    """Pretrained musicnn as the audio encoder: the log-mel is cut into non-overlapping patches of
+    ``cfg.patch_frames`` frames (187 = 3 s, as musicnn was trained), each patch goes through the
+    network on its own, and one layer of it (``cfg.audio_layer``) becomes that patch's token.
+
+    A row has ``max(1, length // patch_frames)`` tokens: a tail shorter than a patch is dropped, as
+    musicnn's own extractor does, except when the whole clip is shorter than one patch, which is then
+    padded with zeros (silence in musicnn's log10(1 + 10000 x) compression). ``cfg.max_patches``
+    caps that to the central patches of each input (cost: the backbone runs once per patch)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.patch_frames = cfg.patch_frames
+        self.max_patches = cfg.max_patches
+        self.layer = cfg.audio_layer
+        self.backbone = Musicnn(n_mels=cfg.frontend.n_mels)
+        self.out_features = MUSICNN_LAYERS[self.layer]
+        # the layers' scales differ by orders of magnitude (max_pool reaches ~100): normalise first
+        self.proj = nn.Sequential(nn.LayerNorm(self.out_features), nn.Linear(self.out_features, cfg.d_model))
+
+    def forward(self, mel, lengths):
+        x, lengths = self.features(mel, lengths)
         return self.proj(x), lengths
+
+    def token_lengths(self, lengths):
+        n = torch.clamp(torch.div(lengths, self.patch_frames, rounding_mode="floor"), min=1)
+        return torch.clamp(n, max=self.max_patches) if self.max_patches else n
+
+    def patches(self, mel, lengths):
+        """mel (B, n_mels, T), lengths (B,) -> patches (B * n, patch_frames, n_mels) row-major, n, patch
+        counts (B,). Frames past a row's length are zeroed. With ``max_patches`` a row keeps only its
+        central ``max_patches`` whole patches (its own length decides which), and n is max_patches."""
+        B, n_mels, T = mel.shape
+        P = self.patch_frames
+        if self.max_patches:
+            # always max_patches patches (zeros past the input, masked by token_lengths): static shapes,
+            # so an exported graph serves every length
+            n = self.max_patches
+            all_patches = torch.clamp(torch.div(lengths, P, rounding_mode="floor"), min=1)
+            first = torch.clamp(torch.div(all_patches - n, 2, rounding_mode="floor"), min=0) * P
+            mel = F.pad(mel, (0, n * P))
+        else:
+            n = max(1, T // P)
+            first = torch.zeros_like(lengths)
+            if T < n * P:  # only when every row is shorter than one patch
+                mel = F.pad(mel, (0, n * P - T))
+        frames = first[:, None] + torch.arange(n * P, device=mel.device)[None, :]  # (B, n * P)
+        mel = torch.gather(mel, 2, frames[:, None, :].expand(B, n_mels, n * P))
+        mel = mel * (frames < lengths[:, None])[:, None, :].to(mel.dtype)
+        return mel.reshape(B, n_mels, n, P).permute(0, 2, 3, 1).reshape(B * n, P, n_mels), n, self.token_lengths(lengths)
+
+    def features(self, mel, lengths):
+        """mel (B, n_mels, T), lengths (B,) -> per-patch features (B, n_patches, F), patch counts (B,)."""
+        patches, n, token_lengths = self.patches(mel, lengths)
+        feats = musicnn_layer(self.backbone(patches), self.layer)
+        return feats.reshape(mel.shape[0], n, -1), token_lengths
+
+
+AUDIO_ENCODERS = {"cnn": AudioCNN, "musicnn_msd": MusicnnEncoder}
 
 
 def sinusoidal_positions(T: int, d: int, device, dtype):
@@ -140,7 +311,7 @@ class EmotionModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.audio = AudioCNN(cfg)
+        self.audio = AUDIO_ENCODERS[cfg.audio_encoder](cfg)
         self.lyrics_proj = nn.Sequential(nn.Linear(cfg.text_encoder.hidden_size, d), nn.LayerNorm(d))
         self.blocks = nn.ModuleList(FusionBlock(cfg) for _ in range(cfg.n_layers))
         self.norm_out = nn.LayerNorm(d)
@@ -158,7 +329,13 @@ class EmotionModel(nn.Module):
         Returns dict: '<task>' logits (B, n_labels) per task, 'va' (B, 2) in [-1, 1] (valence,
         arousal), 'gate' (B,) mean fusion gate over valid tokens and layers, 'embedding' (B, 2d).
         """
-        a, a_len = self.audio(mel, mel_lengths)
+        feats, lengths = self.audio.features(mel, mel_lengths)
+        return self.forward_features(feats, lengths, lyr_emb, lyr_mask)
+
+    def forward_features(self, feats, feat_lengths, lyr_emb, lyr_mask):
+        """``forward`` from the audio encoder's token features (B, Ta, F) (``self.audio.features``), so
+        training with a frozen encoder can read them from a cache; same outputs as ``forward``."""
+        a, a_len = self.audio.proj(feats), feat_lengths
         B, Ta, d = a.shape
         a = a + sinusoidal_positions(Ta, d, a.device, a.dtype)[None]
         a_mask = torch.arange(Ta, device=a.device)[None, :] < a_len[:, None]

@@ -45,7 +45,7 @@ def test_manifest_opset_and_dynamic_axes(exported_ckpt):
                 assert dims[1].dim_param, f"{path.name}:{i.name} length axis is fixed"
         if path == exp.model_path:
             mel = m.graph.input[0].type.tensor_type.shape.dim
-            assert mel[1].dim_value == 64 and mel[2].dim_param
+            assert mel[1].dim_value == read_checkpoint(exported_ckpt).config.frontend.n_mels and mel[2].dim_param
 
 
 @pytest.mark.parametrize("batch,frames,tokens", [(1, 67, 1), (3, 1501, 23), (2, 1876, 300)])
@@ -160,7 +160,9 @@ def test_tensorrt_rtx_builds_engines_and_caches(exported_ckpt, tmp_path):
     logged = "\n".join(lines)
     for name in (*MODEL_INPUTS, "quadrant", "cluster", "va", "gate"):
         assert name in logged
-    assert "min (1, 64, 16) opt (2, 64, 1501) max (4, 64, 1876)" in logged
+    mel_min, mel_opt, mel_max = small["mel"]  # the profile follows the model's front end and token size
+    assert mel_min[1] == ck.config.frontend.n_mels and mel_min[2] == ck.config.time_downsample
+    assert f"min {tuple(mel_min)} opt {tuple(mel_opt)} max {tuple(mel_max)}" in logged
     lines.clear()
     again = build_engine(exp.model_path, small, "fp32", cache_dir=tmp_path, trt=trt, log=lines.append)
     assert again == paths["fp32"] and "cached" in lines[-1]

@@ -235,6 +235,44 @@ def test_evaluate_json_keys(tiny_run, capsys):
     assert json.loads(capsys.readouterr().out)["snr_db"] == 0.0
 
 
+def test_frozen_musicnn_heads_train_from_the_token_cache(tiny_data):
+    """Token cache -> frozen-backbone training -> a checkpoint whose full forward (log-mel in) gives
+    what the cached tokens gave, with the pretrained backbone unchanged."""
+    import torch
+    from safetensors.torch import load_file
+
+    import mersdk
+    from mersdk.config import MUSICNN_FRONTEND, ModelConfig
+    from mersdk.model import PRETRAINED_DIR
+    from mersdk.training.baselines import load_model
+    from mersdk.training.cache import FeatureCache, build_cache, build_token_cache
+    from mersdk.training.data import DATASETS, load_clips
+    from mersdk.training.train import TrainOptions, predict_cached, train
+
+    tmp, data = tiny_data
+    build_cache(data, tmp / "mcache", workers=1, cfg=ModelConfig(frontend=MUSICNN_FRONTEND))
+    build_token_cache(tmp / "mcache", log=lambda *_: None, max_patches=5)
+    opts = TrainOptions(preset="musicnn_gate", epochs=2, batch_size=8, lr=3e-3, crop_s=(3.0, 3.0), threads=1,
+                        model={"d_model": 32, "n_heads": 2, "n_layers": 1, "ffn_dim": 64})
+    train(opts, data, tmp / "mcache", tmp / "mrun", log=lambda *_: None)
+    model, kind, cfg, _, _ = load_model(tmp / "mrun" / "best")
+    assert cfg.audio_encoder == "musicnn_msd"
+    pretrained = load_file(str(PRETRAINED_DIR / "MSD_musicnn.safetensors"))
+    for k, v in model.audio.backbone.state_dict().items():
+        if not k.endswith("num_batches_tracked"):  # a counter, unused by frozen (eval-mode) batch norms
+            assert torch.equal(v, pretrained[k]), f"backbone {k} changed during frozen training"
+    clips = {ds: [c for c in load_clips(data, ds) if c.split == "test"] for ds in DATASETS}
+    cached = predict_cached(model, clips, FeatureCache(tmp / "mcache", DATASETS, tokens="musicnn_msd"), cfg)
+    rec = mersdk.Recognizer(model=tmp / "mrun" / "best", backend="torch")
+    import soundfile as sf
+
+    c = clips["quadrants_4q"][0]
+    y, sr = sf.read(c.audio_path, dtype="float32")
+    p = rec.predict(y, sample_rate=sr)
+    probs = np.array([p.probabilities[label] for label in rec.labels])
+    assert np.allclose(probs, cached["quadrants_4q"][1]["quadrant"][0], atol=2e-3)
+
+
 # ---- the bundled model on the real data ---------------------------------------------------------
 @pytest.mark.data
 @pytest.mark.slow

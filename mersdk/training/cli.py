@@ -13,7 +13,18 @@ def cmd_train(args) -> int:
     if args.action == "cache":
         from .cache import build_cache
 
-        build_cache(data, args.out or "cache", datasets=args.datasets or DATASETS, workers=args.workers)
+        cfg = None
+        if args.preset:  # the front end of that preset's model (musicnn_* need musicnn's)
+            from .train import TrainOptions
+
+            cfg = TrainOptions(preset=args.preset).model_config()[1]
+        build_cache(data, args.out or "cache", datasets=args.datasets or DATASETS, workers=args.workers,
+                    **({"cfg": cfg} if cfg else {}))
+        return 0
+    if args.action == "cache-tokens":
+        from .cache import build_token_cache
+
+        build_token_cache(args.cache, datasets=args.datasets or DATASETS, max_patches=args.max_patches)
         return 0
     from .train import TrainOptions, train
 
@@ -42,19 +53,26 @@ def cmd_evaluate(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model (or `train cache` to build the feature cache)")
-    p.add_argument("action", nargs="?", choices=["cache"], help="`cache`: decode audio and encode lyrics once")
+    p.add_argument("action", nargs="?", choices=["cache", "cache-tokens"],
+                   help="`cache`: decode audio and encode lyrics once; `cache-tokens`: run the frozen "
+                        "pretrained audio encoder over a cache made with --preset musicnn_gate")
     p.add_argument("--data", help="data folder (default: $MERSDK_DATA or ../shared/data)")
     p.add_argument("--cache", default="cache", help="feature cache folder (default: cache)")
     p.add_argument("--out", help="run folder (train) or cache folder (train cache)")
     p.add_argument("--config", help="JSON file of TrainOptions (model config under 'model')")
     p.add_argument("--datasets", nargs="+", choices=["mirex_mm", "quadrants_4q"])
-    p.add_argument("--preset", choices=["gate", "sum", "transformer", "cnn", "crnn", "lyrics"],
-                   help="model: ours with gate/sum fusion or a baseline (see train.MODEL_PRESETS)")
+    p.add_argument("--preset", choices=["gate", "sum", "transformer", "cnn", "crnn", "lyrics", "musicnn_gate",
+                                        "musicnn_sum", "musicnn_audio"],
+                   help="model: ours with gate/sum fusion or a baseline (see train.MODEL_PRESETS); with "
+                        "`cache`: the preset whose front end to cache")
     p.add_argument("--semi-supervised", dest="semi_supervised", choices=["none", "mean_teacher"])
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--label-fraction", dest="label_fraction", type=float)
     p.add_argument("--workers", type=int, help="decoding processes for `train cache` (default: 2)")
+    p.add_argument("--max-patches", dest="max_patches", type=int,
+                   help="`cache-tokens`: only this many central 3 s patches per clip, as a model with that "
+                        "max_patches runs (default: all)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a saved state")
     p.set_defaults(func=cmd_train)
 

@@ -18,6 +18,7 @@ import torch
 
 from ..backends.torch_backend import TorchBackend
 from ..pipeline import average_windows, clip_windows, group_windows, log_mels, run_mels
+from ..text_encoder import pad_embeddings
 from .data import TASK_OF_DATASET, labels_of, load_clips
 from .metrics import bootstrap_ci, classification_metrics, va_metrics
 from .noise import clip_rng, make_noise, mix_at_snr
@@ -76,12 +77,40 @@ def noisy_copies(clips, waves, kind, snr_db, seed=0):
     return out
 
 
-def predict_mels(model, mels, lyr_embs, hidden, batch_size=16):
+def predict_mels(model, mels, lyr_embs, hidden, batch_size=16, features=False):
     """Log-mels (one per window) + lyric embeddings -> per-window softmax probs per task, va, gate,
-    each stacked over windows in input order (the pipeline's batching, on the torch backend)."""
-    backend = TorchBackend.from_module(model, model.cfg)
-    outs = run_mels(backend, mels, lyr_embs, batch_size, hidden)
-    return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
+    each stacked over windows in input order (the pipeline's batching, on the torch backend).
+    ``features=True``: the items are a frozen audio encoder's cached token features (T, F) instead of
+    log-mels, run through ``model.forward_features`` (training-time selection on the cache only; the
+    shipped model's figures come from the log-mel path, which is what users run)."""
+    if not features:
+        backend = TorchBackend.from_module(model, model.cfg)
+        outs = run_mels(backend, mels, lyr_embs, batch_size, hidden)
+        return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
+    return _predict_cached_features(model, mels, lyr_embs, hidden, batch_size)
+
+
+@torch.inference_mode()
+def _predict_cached_features(model, feats, lyr_embs, hidden, batch_size):
+    order = np.argsort([m.shape[0] for m in feats])
+    res: dict[str, list] = {}
+    idx_out = []
+    for b0 in range(0, len(order), batch_size):
+        idx = order[b0 : b0 + batch_size]
+        lengths = np.array([feats[i].shape[0] for i in idx], np.int64)
+        x = np.zeros((len(idx), lengths.max(), feats[idx[0]].shape[1]), np.float32)
+        for j, i in enumerate(idx):
+            x[j, : lengths[j]] = feats[i]
+        emb, mask = pad_embeddings([lyr_embs[i] for i in idx], hidden)
+        out = model.forward_features(torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(emb),
+                                     torch.from_numpy(mask))
+        for t in model.cfg.tasks:
+            res.setdefault(t.name, []).append(torch.softmax(out[t.name].float(), -1).numpy())
+        res.setdefault("va", []).append(out["va"].float().numpy())
+        res.setdefault("gate", []).append(out["gate"].float().numpy())
+        idx_out.append(idx)
+    inv = np.argsort(np.concatenate(idx_out))
+    return {k: np.concatenate(v)[inv] for k, v in res.items()}
 
 
 def window_mels(waves, cfg):

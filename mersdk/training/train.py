@@ -12,6 +12,12 @@ Label efficiency: ``label_fraction < 1`` keeps that stratified fraction of train
 with ``semi_supervised='mean_teacher'`` the unlabelled clips still train through a consistency loss
 towards an EMA teacher that sees a differently augmented view (Tarvainen & Valpola, 2017).
 
+Pretrained audio encoder (``audio_encoder`` "musicnn_msd", presets ``musicnn_*``): the backbone is
+frozen and its per-patch layers are read from the token cache (``cache.build_token_cache``), so only
+the projection, fusion blocks and heads train; augmentation is then a random crop of contiguous
+patches and lyrics dropout (gain and noise act on audio the cache has already encoded). The saved
+checkpoint holds the backbone's pretrained weights too, so inference runs from the log-mel as usual.
+
 Every epoch writes ``state.pt`` (model, optimizer, scheduler, teacher, history) so a killed run
 resumes where it stopped; the random streams are derived from (seed, epoch), so a resumed run is
 the run that would have happened. The epoch is chosen on ``val`` (mean macro-F1 over the trained
@@ -34,8 +40,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import ModelConfig
+from ..config import MUSICNN_FRONTEND, ModelConfig
 from ..features import log_mel
+from ..model import load_pretrained_audio, musicnn_layer
 from .baselines import build_model, save_model
 from .cache import FeatureCache
 from .data import DATASETS, TASK_OF_DATASET, load_clips
@@ -55,6 +62,15 @@ MODEL_PRESETS = {
     "crnn": ("crnn", {}),  # audio-only CNN + BiGRU
     "lyrics": ("lyrics", {}),  # lyrics-only
 }
+# the pretrained musicnn encoder (frozen, tokens from the cache) under the same fusion variants
+# (5 central 3 s patches per 30 s window: half the backbone's cost of all 10)
+MUSICNN = {"audio_encoder": "musicnn_msd", "frontend": dataclasses.asdict(MUSICNN_FRONTEND), "audio_layer": "penultimate",
+           "max_patches": 5}
+MODEL_PRESETS.update({
+    "musicnn_gate": ("emotion", {**MUSICNN, "fusion": "gate"}),
+    "musicnn_sum": ("emotion", {**MUSICNN, "fusion": "sum"}),
+    "musicnn_audio": ("emotion", {**MUSICNN, "fusion": "none"}),  # audio only, same backbone and blocks
+})
 
 
 @dataclass(frozen=True)
@@ -121,13 +137,17 @@ class BatchMaker:
         self.clips, self.cache, self.cfg, self.opts, self.labelled = clips, cache, cfg, opts, labelled
         fe = cfg.frontend
         self.fps = fe.sample_rate / fe.hop_length
+        self.lyrics = [cache.lyrics.get((c.dataset, c.id)) for c in clips]
+        self.task_names = [t.name for t in cfg.tasks]
+        self.token_mode = cfg.audio_encoder != "cnn"
+        if self.token_mode:  # (n_patches, F) per clip from the frozen encoder's cache
+            self.feats = [musicnn_layer(cache.tokens[(c.dataset, c.id)], cfg.audio_layer) for c in clips]
+            return
         rng = np.random.default_rng(12345)
         # 40 s of each noise, as log-mels; crops of them are mixed in the mel power domain
         self.noise_mels = {"white": log_mel(white_noise(40 * fe.sample_rate, rng), fe),
                            "pink": log_mel(pink_noise(40 * fe.sample_rate, rng), fe)}
         self.mels = [cache.mels[(c.dataset, c.id)] for c in clips]
-        self.lyrics = [cache.lyrics.get((c.dataset, c.id)) for c in clips]
-        self.task_names = [t.name for t in cfg.tasks]
 
     def _crop(self, m, T, rng):
         if m.shape[1] <= T:
@@ -135,7 +155,26 @@ class BatchMaker:
         s = int(rng.integers(0, m.shape[1] - T + 1))
         return m[:, s : s + T].astype(np.float32)
 
+    def _lyrics_view(self, i, rng):
+        o = self.opts
+        lyr = self.lyrics[i]
+        if lyr is not None and rng.random() < o.lyrics_dropout:
+            lyr = None
+        if lyr is not None and len(lyr) > o.max_lyric_tokens:
+            s0 = int(rng.integers(0, len(lyr) - o.max_lyric_tokens + 1))
+            lyr = lyr[s0 : s0 + o.max_lyric_tokens]
+        return lyr
+
+    def augment_tokens(self, i, T, rng, start=None):
+        """A random run of T contiguous cached patches (all when shorter) and the lyrics view."""
+        f = self.feats[i]
+        if start is None:
+            start = int(rng.integers(0, max(1, len(f) - T + 1)))
+        return f[start : start + T].astype(np.float32), start, self._lyrics_view(i, rng)
+
     def augment(self, i, T, rng, start=None):
+        if self.token_mode:
+            return self.augment_tokens(i, max(1, int(round(T / self.cfg.patch_frames))), rng, start)
         fe, o = self.cfg.frontend, self.opts
         m = self.mels[i]
         if start is None:
@@ -154,13 +193,7 @@ class BatchMaker:
             if n.shape[1] < x.shape[1]:
                 n = np.tile(n, (1, int(math.ceil(x.shape[1] / n.shape[1]))))[:, : x.shape[1]]
             x = mix_mel_power(x, n, float(rng.uniform(*o.snr_db)), fe.log_floor)
-        lyr = self.lyrics[i]
-        if lyr is not None and rng.random() < o.lyrics_dropout:
-            lyr = None
-        if lyr is not None and len(lyr) > o.max_lyric_tokens:
-            s0 = int(rng.integers(0, len(lyr) - o.max_lyric_tokens + 1))
-            lyr = lyr[s0 : s0 + o.max_lyric_tokens]
-        return x, start, lyr
+        return x, start, self._lyrics_view(i, rng)
 
     def make(self, idx, rng, two_views=False):
         T = int(rng.uniform(*self.opts.crop_s) * self.fps)
@@ -178,10 +211,16 @@ class BatchMaker:
     def _to_tensors(self, items):
         from ..text_encoder import pad_embeddings
 
-        lengths = np.array([x.shape[1] for x, _ in items], np.int64)
-        mel = np.zeros((len(items), items[0][0].shape[0], lengths.max()), np.float32)
-        for j, (x, _) in enumerate(items):
-            mel[j, :, : x.shape[1]] = x
+        if self.token_mode:  # (T, F) token features, padded in time (axis 1 of the batch)
+            lengths = np.array([x.shape[0] for x, _ in items], np.int64)
+            mel = np.zeros((len(items), lengths.max(), items[0][0].shape[1]), np.float32)
+            for j, (x, _) in enumerate(items):
+                mel[j, : x.shape[0]] = x
+        else:
+            lengths = np.array([x.shape[1] for x, _ in items], np.int64)
+            mel = np.zeros((len(items), items[0][0].shape[0], lengths.max()), np.float32)
+            for j, (x, _) in enumerate(items):
+                mel[j, :, : x.shape[1]] = x
         emb, mask = pad_embeddings([None if ly is None else ly.astype(np.float32) for _, ly in items],
                                    self.cfg.text_encoder.hidden_size)
         return torch.from_numpy(mel), torch.from_numpy(lengths), torch.from_numpy(emb), torch.from_numpy(mask)
@@ -232,12 +271,20 @@ def consistency_loss(student, teacher, targets, task_names):
 
 def evaluate_cached(model, clips_by_ds, cache: FeatureCache, cfg: ModelConfig):
     """Whole-clip scores on cached features (val selection); returns {dataset: metrics}."""
+    return {ds: score(clips, p) for ds, (clips, p) in predict_cached(model, clips_by_ds, cache, cfg).items()}
+
+
+def predict_cached(model, clips_by_ds, cache: FeatureCache, cfg: ModelConfig, lyrics: bool = True):
+    """{dataset: (clips, predictions)} on cached features; whole clips (every cached patch/frame)."""
     model.eval()
     res = {}
     for ds, clips in clips_by_ds.items():
-        mels = [cache.mels[(ds, c.id)].astype(np.float32) for c in clips]
-        lyr = [None if (ds, c.id) not in cache.lyrics else cache.lyrics[(ds, c.id)].astype(np.float32) for c in clips]
-        res[ds] = score(clips, predict_mels(model, mels, lyr, cfg.text_encoder.hidden_size))
+        tokens = cfg.audio_encoder != "cnn"
+        feats = [musicnn_layer(cache.tokens[(ds, c.id)], cfg.audio_layer).astype(np.float32) if tokens
+                 else cache.mels[(ds, c.id)].astype(np.float32) for c in clips]
+        lyr = [None if not lyrics or (ds, c.id) not in cache.lyrics else cache.lyrics[(ds, c.id)].astype(np.float32)
+               for c in clips]
+        res[ds] = (clips, predict_mels(model, feats, lyr, cfg.text_encoder.hidden_size, features=tokens))
     return res
 
 
@@ -252,7 +299,10 @@ def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=log
     kind, cfg = opts.model_config()
     datasets = ("mirex_mm",) if kind == "lyrics" else tuple(opts.datasets)
     (out / "options.json").write_text(json.dumps(dataclasses.asdict(opts), indent=2) + "\n")
-    cache = FeatureCache(cache_dir, datasets)
+    cache = FeatureCache(cache_dir, datasets, tokens=cfg.audio_encoder if cfg.audio_encoder != "cnn" else None)
+    if cfg.audio_encoder != "cnn" and cache.token_max_patches != cfg.max_patches:
+        raise ValueError(f"{cache_dir}: tokens cached with max_patches={cache.token_max_patches}, the model "
+                         f"has {cfg.max_patches}: rebuild with `mersdk train cache-tokens --max-patches`")
     all_clips = {ds: load_clips(data_dir, ds) for ds in datasets}
     train_clips = [c for ds in datasets for c in all_clips[ds] if c.split == "train"]
     if kind == "lyrics":
@@ -270,11 +320,15 @@ def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=log
 
     torch.manual_seed(opts.seed)
     model = build_model(kind, cfg)
+    if kind == "emotion" and load_pretrained_audio(model):  # frozen: trained from its token cache
+        for p in model.audio.backbone.parameters():
+            p.requires_grad_(False)
     teacher = copy.deepcopy(model) if mean_teacher else None
     if teacher is not None:
         for p in teacher.parameters():
             p.requires_grad_(False)
-    optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.lr,
+                              weight_decay=opts.weight_decay)
     steps_per_epoch = math.ceil(len(train_clips) / opts.batch_size)
     total = steps_per_epoch * opts.epochs
     warm = steps_per_epoch
@@ -296,7 +350,7 @@ def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=log
             teacher.load_state_dict(st["teacher"])
         history, best, start_epoch = st["history"], st["best"], st["epoch"] + 1
         log(f"resumed {out} at epoch {start_epoch}")
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"{out.name}: {kind}/{opts.preset}, {n_params} parameters, {len(train_clips)} train clips "
         f"({int(labelled.sum())} labelled), datasets {datasets}")
 
@@ -311,19 +365,20 @@ def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=log
         for b in range(steps_per_epoch):
             idx = order[b * opts.batch_size : (b + 1) * opts.batch_size]
             views, targets = maker.make(idx, rng, two_views=mean_teacher)
-            out_s = model(*views[0])
+            run = model.forward_features if maker.token_mode else model
+            out_s = run(*views[0])
             loss, parts = supervised_loss(out_s, targets, opts)
             if mean_teacher:
                 teacher.train()  # dropout on in the teacher too, as in the paper; no gradient
                 with torch.no_grad():
-                    out_t = teacher(*views[1])
+                    out_t = (teacher.forward_features if maker.token_mode else teacher)(*views[1])
                 ramp = math.exp(-5.0 * (1.0 - min(1.0, step / (0.3 * total))) ** 2)
                 lc = consistency_loss(out_s, out_t, targets, maker.task_names)
                 loss = loss + opts.consistency_weight * ramp * lc
                 parts["consistency"] = lc.item()
             optim.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 5.0)
             optim.step()
             sched.step()
             step += 1
