@@ -24,6 +24,8 @@ tags: the mood in the standard places (ID3 ``TMOO`` and ``TXXX:MOOD``, Vorbis ``
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from beets import dbcore
 from beets.plugins import BeetsPlugin
 from beets.ui import Subcommand, UserError, print_, should_write
@@ -37,31 +39,47 @@ def _media_fields():
 
     def text(mp3_desc: str, mp4_name: str, vorbis: str, asf: str, out_type=str):
         places = {"float_places": 3}  # as `mersdk tag --write-tags` writes them (mediafile's default: 2)
-        return mf.MediaField(mf.MP3DescStorageStyle(mp3_desc, **places), mf.MP4StorageStyle(mp4_name, **places),
-                             mf.StorageStyle(vorbis, **places), mf.ASFStorageStyle(asf, **places), out_type=out_type)
+        return mf.MediaField(
+            mf.MP3DescStorageStyle(mp3_desc, **places),
+            mf.MP4StorageStyle(mp4_name, **places),
+            mf.StorageStyle(vorbis, **places),
+            mf.ASFStorageStyle(asf, **places),
+            out_type=out_type,
+        )
 
     # ID3: TMOO is what v2.4 readers take, TXXX:MOOD what v2.3 readers take (and what survives beets'
     # id3v23 option, which drops TMOO); mediafile writes every style and reads the first one present
-    mood = mf.MediaField(mf.MP3StorageStyle("TMOO"), mf.MP3DescStorageStyle("MOOD"),
-                         mf.MP4StorageStyle("----:com.apple.iTunes:MOOD"), mf.StorageStyle("MOOD"),
-                         mf.ASFStorageStyle("WM/Mood"))
+    mood = mf.MediaField(
+        mf.MP3StorageStyle("TMOO"),
+        mf.MP3DescStorageStyle("MOOD"),
+        mf.MP4StorageStyle("----:com.apple.iTunes:MOOD"),
+        mf.StorageStyle("MOOD"),
+        mf.ASFStorageStyle("WM/Mood"),
+    )
+    mp4 = "----:com.apple.iTunes:"
     return {
         "mood": mood,
-        "mood_valence": text("MERSDK_VALENCE", "----:com.mersdk:valence", "MERSDK_VALENCE", "MERSDK/Valence", float),
-        "mood_arousal": text("MERSDK_AROUSAL", "----:com.mersdk:arousal", "MERSDK_AROUSAL", "MERSDK/Arousal", float),
-        "mood_model": text("MERSDK_MODEL", "----:com.mersdk:model", "MERSDK_MODEL", "MERSDK/Model"),
+        # the names `mersdk tag --write-tags` writes (mersdk.tagging.write_tags), so both read each other's
+        "mood_valence": text("MERSDK_VALENCE", f"{mp4}MERSDK_VALENCE", "MERSDK_VALENCE", "MERSDK_VALENCE", float),
+        "mood_arousal": text("MERSDK_AROUSAL", f"{mp4}MERSDK_AROUSAL", "MERSDK_AROUSAL", "MERSDK_AROUSAL", float),
+        "mood_model": text("MERSDK_MODEL", f"{mp4}MERSDK_MODEL", "MERSDK_MODEL", "MERSDK_MODEL"),
     }
 
 
 class MersdkPlugin(BeetsPlugin):
     # floats shown with 4 digits (beets' FLOAT shows 1, too coarse for values in [-1, 1])
-    item_types = {"mood": dbcore.types.STRING, "mood_valence": dbcore.types.Float(4),
-                  "mood_arousal": dbcore.types.Float(4), "mood_model": dbcore.types.STRING}
+    item_types: ClassVar[dict] = {
+        "mood": dbcore.types.STRING,
+        "mood_valence": dbcore.types.Float(4),
+        "mood_arousal": dbcore.types.Float(4),
+        "mood_model": dbcore.types.STRING,
+    }
 
     def __init__(self, name: str | None = None):
         super().__init__(name)
-        self.config.add({"backend": "auto", "device": "auto", "model": None, "auto": False, "write": False,
-                         "force": False})
+        self.config.add(
+            {"backend": "auto", "device": "auto", "model": None, "auto": False, "write": False, "force": False}
+        )
         for field, descriptor in _media_fields().items():
             self.add_media_field(field, descriptor)
         self._recognizer = None
@@ -73,20 +91,24 @@ class MersdkPlugin(BeetsPlugin):
         if self._recognizer is None:
             from mersdk import Recognizer
 
-            self._recognizer = Recognizer(model=self.config["model"].get(), backend=self.config["backend"].as_str(),
-                                          device=self.config["device"].as_str())
+            self._recognizer = Recognizer(
+                model=self.config["model"].get(),
+                backend=self.config["backend"].as_str(),
+                device=self.config["device"].as_str(),
+            )
             self._log.debug("mersdk: {!r}", self._recognizer)
         return self._recognizer
 
     # ------------------------------------------------------------------------------------------
     def commands(self):
         analyse = Subcommand("mersdk", help="analyse the mood of items with mersdk (audio + lyrics)")
-        analyse.parser.add_option("-f", "--force", action="store_true", default=False,
-                                  help="re-analyse items this model already did")
-        analyse.parser.add_option("-w", "--write", action="store_true", default=None,
-                                  help="write the mood into the files' tags")
-        analyse.parser.add_option("-W", "--nowrite", action="store_false", dest="write",
-                                  help="do not write tags")
+        analyse.parser.add_option(
+            "-f", "--force", action="store_true", default=False, help="re-analyse items this model already did"
+        )
+        analyse.parser.add_option(
+            "-w", "--write", action="store_true", default=None, help="write the mood into the files' tags"
+        )
+        analyse.parser.add_option("-W", "--nowrite", action="store_false", dest="write", help="do not write tags")
         analyse.func = self.command
 
         playlist = Subcommand("mersdk-playlist", help="mood playlist (M3U8) from the analysed items")
@@ -134,17 +156,31 @@ class MersdkPlugin(BeetsPlugin):
             if write:
                 item.try_write()
             done += 1
-            self._log.info("mersdk: {}: {} (valence {:+.2f}, arousal {:+.2f}{})", item.filepath, pred.label,
-                           pred.valence, pred.arousal, ", lyrics" if pred.lyrics_used else "")
+            self._log.info(
+                "mersdk: {}: {} (valence {:+.2f}, arousal {:+.2f}{})",
+                item.filepath,
+                pred.label,
+                pred.valence,
+                pred.arousal,
+                ", lyrics" if pred.lyrics_used else "",
+            )
         return done
 
     def playlist_command(self, lib, opts, args):
         from mersdk.errors import MersdkError
         from mersdk.playlist import Track, run_selection
 
-        tracks = [Track(syspath(item.path), item["mood"], float(item["mood_valence"]), float(item["mood_arousal"]),
-                        item.length or None)
-                  for item in lib.items(args) if item.get("mood_valence") is not None and item.get("mood")]
+        tracks = [
+            Track(
+                syspath(item.path),
+                item["mood"],
+                float(item["mood_valence"]),
+                float(item["mood_arousal"]),
+                item.length or None,
+            )
+            for item in lib.items(args)
+            if item.get("mood_valence") is not None and item.get("mood")
+        ]
         try:
             run_selection(tracks, opts, emit=print_, note=print_)
         except MersdkError as e:

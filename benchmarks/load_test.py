@@ -33,8 +33,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-4
-LYRICS = ["[00:00.50] sunshine on the water\n[00:02.00] we are dancing all day",
-          "the night is cold and I am alone", None, None]
+LYRICS = [
+    "[00:00.50] sunshine on the water\n[00:02.00] we are dancing all day",
+    "the night is cold and I am alone",
+    None,
+    None,
+]
 
 
 def make_clips(n: int, seed: int = 0) -> list[tuple[bytes, str | None]]:
@@ -55,9 +59,13 @@ def make_clips(n: int, seed: int = 0) -> list[tuple[bytes, str | None]]:
 
 
 def matches(got: dict, want: dict) -> bool:
-    return (got.get("label") == want["label"] and got.get("lyrics_used") == want["lyrics_used"]
-            and all(abs(got["probabilities"][k] - v) <= TOL for k, v in want["probabilities"].items())
-            and abs(got["valence"] - want["valence"]) <= TOL and abs(got["arousal"] - want["arousal"]) <= TOL)
+    return (
+        got.get("label") == want["label"]
+        and got.get("lyrics_used") == want["lyrics_used"]
+        and all(abs(got["probabilities"][k] - v) <= TOL for k, v in want["probabilities"].items())
+        and abs(got["valence"] - want["valence"]) <= TOL
+        and abs(got["arousal"] - want["arousal"]) <= TOL
+    )
 
 
 def free_port() -> int:
@@ -68,9 +76,26 @@ def free_port() -> int:
 
 def start_server(port: int, args) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "mersdk", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--backend", args.backend, "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-queue", str(args.max_queue), "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mersdk",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend",
+        args.backend,
+        "--max-batch",
+        str(args.max_batch),
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+        "--max-queue",
+        str(args.max_queue),
+        "--log-level",
+        "warning",
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -125,8 +150,7 @@ async def client(i: int, url: str, clips, refs, stop: asyncio.Event, stats: dict
             k += 1
             t0 = time.perf_counter()
             try:
-                r = await http.post(f"{url}/predict", content=audio,
-                                    params={"lyrics": lyrics} if lyrics else None)
+                r = await http.post(f"{url}/predict", content=audio, params={"lyrics": lyrics} if lyrics else None)
             except httpx.TimeoutException:
                 stats["lost"] += 1
                 continue
@@ -154,14 +178,24 @@ async def client(i: int, url: str, clips, refs, stop: asyncio.Event, stats: dict
 
 
 async def drive(args, url: str, proc_box: list, port: int, clips, refs) -> dict:
-    stats = {"ok": 0, "wrong": 0, "busy": 0, "clean_error": 0, "lost": 0, "other": {}, "latencies": [],
-             "errors_by_kind": {}}
+    stats = {
+        "ok": 0,
+        "wrong": 0,
+        "busy": 0,
+        "clean_error": 0,
+        "lost": 0,
+        "other": {},
+        "latencies": [],
+        "errors_by_kind": {},
+    }
     stop = asyncio.Event()
     batches: dict[int, int] = {}
     restart = {}
     t0 = time.monotonic()
-    tasks = [asyncio.create_task(client(i, url, clips, refs, stop, stats, args.client_timeout_s))
-             for i in range(args.clients)]
+    tasks = [
+        asyncio.create_task(client(i, url, clips, refs, stop, stats, args.client_timeout_s))
+        for i in range(args.clients)
+    ]
     end = t0 + args.seconds
     if args.restart_at is not None:
         await asyncio.sleep(max(0.0, args.restart_at))
@@ -173,8 +207,12 @@ async def drive(args, url: str, proc_box: list, port: int, clips, refs) -> dict:
         killed = time.monotonic()
         proc_box[0] = start_server(port, args)
         ready = await asyncio.to_thread(wait_healthy, url, proc_box[0])
-        restart = {"killed_at_s": round(killed - t0, 2), "down_s": round(time.monotonic() - killed, 2),
-                   "model_load_s": round(ready, 2), "ok_before_kill": ok_before}
+        restart = {
+            "killed_at_s": round(killed - t0, 2),
+            "down_s": round(time.monotonic() - killed, 2),
+            "model_load_s": round(ready, 2),
+            "ok_before_kill": ok_before,
+        }
         end = max(end, time.monotonic() + args.after_restart_s)
         restart["ok_at_restart"] = stats["ok"]
     await asyncio.sleep(max(0.0, end - time.monotonic()))
@@ -187,9 +225,15 @@ async def drive(args, url: str, proc_box: list, port: int, clips, refs) -> dict:
         restart["ok_after_restart"] = stats["ok"] - restart.pop("ok_at_restart")
     lat = np.array(stats.pop("latencies")) * 1000
     return {
-        "clients": args.clients, "seconds": round(elapsed, 2), "ok": stats["ok"], "wrong": stats["wrong"],
-        "lost": stats["lost"], "busy_429": stats["busy"], "clean_errors": stats["clean_error"],
-        "other_status": stats["other"], "clean_errors_by_kind": stats["errors_by_kind"],
+        "clients": args.clients,
+        "seconds": round(elapsed, 2),
+        "ok": stats["ok"],
+        "wrong": stats["wrong"],
+        "lost": stats["lost"],
+        "busy_429": stats["busy"],
+        "clean_errors": stats["clean_error"],
+        "other_status": stats["other"],
+        "clean_errors_by_kind": stats["errors_by_kind"],
         "throughput_per_s": round(stats["ok"] / elapsed, 2),
         "p50_ms": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
@@ -215,8 +259,13 @@ def run(args) -> dict:
         result = asyncio.run(drive(args, url, proc_box, port, clips, refs))
         result["loadavg_before"] = [round(x, 2) for x in load_before]
         result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-        result["server"] = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
-                            "backend": args.backend, "cpus": os.cpu_count()}
+        result["server"] = {
+            "max_batch": args.max_batch,
+            "max_wait_ms": args.max_wait_ms,
+            "max_queue": args.max_queue,
+            "backend": args.backend,
+            "cpus": os.cpu_count(),
+        }
         result["tolerance"] = TOL
         return result
     finally:

@@ -32,14 +32,23 @@ from mersdk.lyrics import load_lyrics
 
 def val_clips(data: Path) -> list[dict]:
     folder = data / "mirex_mm"
-    split = {r["id"]: r["split"] for r in csv.DictReader(open(folder / "splits.csv"))}
+    with open(folder / "splits.csv") as f:
+        split = {r["id"]: r["split"] for r in csv.DictReader(f)}
+    with open(folder / "labels.csv") as f:
+        labels = list(csv.DictReader(f))
     out = []
-    for r in csv.DictReader(open(folder / "labels.csv")):
+    for r in labels:
         if split.get(r["id"]) != "val":
             continue
         lyr = folder / "lyrics" / f"{r['id']}.txt"
-        out.append({"id": r["id"], "cluster": int(r["cluster"]), "audio": folder / "audio" / f"{r['id']}.opus",
-                    "lyrics": load_lyrics(lyr).text if lyr.is_file() else None})
+        out.append(
+            {
+                "id": r["id"],
+                "cluster": int(r["cluster"]),
+                "audio": folder / "audio" / f"{r['id']}.opus",
+                "lyrics": load_lyrics(lyr).text if lyr.is_file() else None,
+            }
+        )
     return out
 
 
@@ -74,14 +83,19 @@ def main() -> int:
     int8_run = int8_session_run(full, session_options(1)) if full.is_file() else None
 
     def onnx_encoder(threads=None, int8=False, **cfg):
-        enc = OnnxTextEncoder(export, dataclasses.replace(base_cfg, **cfg),
-                              lambda: session_options(threads or onnx_rec._backend.threads),
-                              run=int8_run if int8 else None)
+        enc = OnnxTextEncoder(
+            export,
+            dataclasses.replace(base_cfg, **cfg),
+            lambda: session_options(threads or onnx_rec._backend.threads),
+            run=int8_run if int8 else None,
+        )
         return enc.encode_arrays
 
     options = {
         "torch, windows (current)": ref_rec._backend.encode_lyrics,
-        "torch, windows, 2 threads (the old default here)": Recognizer(backend="torch", num_threads=2)._backend.encode_lyrics,
+        "torch, windows, 2 threads (the old default here)": Recognizer(
+            backend="torch", num_threads=2
+        )._backend.encode_lyrics,
         "onnx, windows": onnx_rec._backend.encode_lyrics,
         "onnx, windows, 2 threads": onnx_encoder(threads=2),
         "onnx, windows of 128 tokens": onnx_encoder(max_tokens=128),
@@ -120,16 +134,23 @@ def main() -> int:
     for name in names:
         options[name](with_lyrics[:1])  # session creation is not part of a song's cost
     for i, t in enumerate(with_lyrics):
-        for name in names[i % len(names):] + names[: i % len(names)]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             t0 = time.perf_counter()
             options[name]([t])
             times[name].append(time.perf_counter() - t0)
     for name in names:
         results[name]["text_encoder"] = _pcts(times[name])
-        results[name]["median_paired_ratio"] = float(np.median(np.array(times[name]) /
-                                                               np.array(times["torch, windows (current)"])))
-    report = {"command": " ".join(sys.argv), "machine": machine(), "n_val": len(clips),
-              "n_val_with_lyrics": sum(bool(t) for t in texts), "results": results, "loadavg_end": os.getloadavg()}
+        results[name]["median_paired_ratio"] = float(
+            np.median(np.array(times[name]) / np.array(times["torch, windows (current)"]))
+        )
+    report = {
+        "command": " ".join(sys.argv),
+        "machine": machine(),
+        "n_val": len(clips),
+        "n_val_with_lyrics": sum(bool(t) for t in texts),
+        "results": results,
+        "loadavg_end": os.getloadavg(),
+    }
     md = markdown(report)
     print(md)
     if args.json:
@@ -142,17 +163,23 @@ def main() -> int:
 def markdown(report: dict) -> str:
     results = report["results"]
     base = results["torch, windows (current)"]["text_encoder"]["p50_ms"]
-    lines = [f"Command: `{report['command']}`; mirex_mm val, {report['n_val']} clips "
-             f"({report['n_val_with_lyrics']} with lyrics); load average {report['loadavg_end'][0]:.1f} at the end "
-             "(a shared 2-core machine, 8-20 during the run: read the ratios; the options alternate song by song)", "",
-             "| option | text encoder p50 ms | p95 ms | p50 vs current | median per-song ratio | val macro-F1 (cluster) | "
-             "labels as current | max / mean prob diff |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Command: `{report['command']}`; mirex_mm val, {report['n_val']} clips "
+        f"({report['n_val_with_lyrics']} with lyrics); load average {report['loadavg_end'][0]:.1f} at the end "
+        "(a shared 2-core machine, 8-20 during the run: read the ratios; the options alternate song by song)",
+        "",
+        "| option | text encoder p50 ms | p95 ms | p50 vs current | median per-song ratio | val macro-F1 (cluster) | "
+        "labels as current | max / mean prob diff |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         t = r["text_encoder"]
-        lines.append(f"| {name} | {t['p50_ms']:.1f} | {t['p95_ms']:.1f} | {t['p50_ms'] / base:.2f}x | "
-                     f"{r['median_paired_ratio']:.2f}x | {r['val_macro_f1_cluster']:.3f} | "
-                     f"{r['label_agreement_with_current']:.1%} | "
-                     f"{r['max_abs_prob_diff']:.3f} / {r['mean_abs_prob_diff']:.4f} |")
+        lines.append(
+            f"| {name} | {t['p50_ms']:.1f} | {t['p95_ms']:.1f} | {t['p50_ms'] / base:.2f}x | "
+            f"{r['median_paired_ratio']:.2f}x | {r['val_macro_f1_cluster']:.3f} | "
+            f"{r['label_agreement_with_current']:.1%} | "
+            f"{r['max_abs_prob_diff']:.3f} / {r['mean_abs_prob_diff']:.4f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

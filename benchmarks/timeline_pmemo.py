@@ -30,13 +30,20 @@ def compare_clip(rec, audio: Path, meta: dict) -> dict:
     centres = np.array([(s.start_s + s.end_s) / 2 for s in res.timeline])
     dyn = meta["dynamic"]
     t = np.asarray(dyn["t"], float)
-    out = {"id": meta["id"], "title": meta["title"], "artist": meta["artist"], "n_ratings": int(t.size),
-           "n_segments": len(res.timeline)}
+    out = {
+        "id": meta["id"],
+        "title": meta["title"],
+        "artist": meta["artist"],
+        "n_ratings": int(t.size),
+        "n_segments": len(res.timeline),
+    }
     curves = {}
     for key, name in (("v", "valence"), ("a", "arousal")):
         model = np.interp(t, centres, [getattr(s, name) for s in res.timeline])
         listeners = np.asarray(dyn[key], float)
-        r, p = pearsonr(model, listeners) if np.std(model) > 0 and np.std(listeners) > 0 else (float("nan"), float("nan"))
+        r, p = (
+            pearsonr(model, listeners) if np.std(model) > 0 and np.std(listeners) > 0 else (float("nan"), float("nan"))
+        )
         out[f"{name}_pearson_r"] = float(r)
         out[f"{name}_p_value"] = float(p)
         # listeners rate in [0, 1]; the model's scale is [-1, 1]
@@ -67,22 +74,33 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     info = rec.info()
-    report = {"command": " ".join(["python", "benchmarks/timeline_pmemo.py"] + sys.argv[1:]),
-              "machine": platform.platform(), "model": info["model"]["hash"], "backend": info["backend"],
-              "analyze": "defaults: window_s=10, hop_s=5, context_s=2, smooth=3; plain lyrics", "clips": rows}
+    report = {
+        "command": " ".join(["python", "benchmarks/timeline_pmemo.py"] + sys.argv[1:]),
+        "machine": platform.platform(),
+        "model": info["model"]["hash"],
+        "backend": info["backend"],
+        "analyze": "defaults: window_s=10, hop_s=5, context_s=2, smooth=3; plain lyrics",
+        "clips": rows,
+    }
     (out / "timeline_pmemo.json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = ["# Timelines vs listener ratings (PMEmo samples, 2 Hz)", "",
-             f"Command: `{report['command']}`; model `{report['model']}`; backend {info['backend']['name']}; "
-             f"`Recognizer.analyze` {report['analyze']}. Pearson r between the model's curve "
-             "(interpolated at the rating times) and the listeners' mean curve; static = the clip's mean, "
-             "listeners rescaled from [0, 1] to [-1, 1]. Four clips: read as a smoke test, not a score.", "",
-             "| clip | ratings | segments | valence r | arousal r | static valence (listeners / model) | static arousal (listeners / model) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Timelines vs listener ratings (PMEmo samples, 2 Hz)",
+        "",
+        f"Command: `{report['command']}`; model `{report['model']}`; backend {info['backend']['name']}; "
+        f"`Recognizer.analyze` {report['analyze']}. Pearson r between the model's curve "
+        "(interpolated at the rating times) and the listeners' mean curve; static = the clip's mean, "
+        "listeners rescaled from [0, 1] to [-1, 1]. Four clips: read as a smoke test, not a score.",
+        "",
+        "| clip | ratings | segments | valence r | arousal r | static valence (listeners / model) | static arousal (listeners / model) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['id']} {r['artist']} - {r['title']} | {r['n_ratings']} | {r['n_segments']} | "
-                     f"{r['valence_pearson_r']:+.2f} | {r['arousal_pearson_r']:+.2f} | "
-                     f"{r['valence_static_listeners']:+.2f} / {r['valence_static_model']:+.2f} | "
-                     f"{r['arousal_static_listeners']:+.2f} / {r['arousal_static_model']:+.2f} |")
+        lines.append(
+            f"| {r['id']} {r['artist']} - {r['title']} | {r['n_ratings']} | {r['n_segments']} | "
+            f"{r['valence_pearson_r']:+.2f} | {r['arousal_pearson_r']:+.2f} | "
+            f"{r['valence_static_listeners']:+.2f} / {r['valence_static_model']:+.2f} | "
+            f"{r['arousal_static_listeners']:+.2f} / {r['arousal_static_model']:+.2f} |"
+        )
     (out / "timeline_pmemo.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:

@@ -40,10 +40,25 @@ if TYPE_CHECKING:
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
-    "__version__", "Recognizer", "Prediction", "TrackAnalysis", "Segment", "AnalysisStream", "BackendChoice",
-    "info", "MersdkError", "AudioError", "AudioFileNotFoundError", "AudioDecodeError", "AudioTooShortError",
-    "AudioTooLongError", "InvalidAudioError", "InvalidOptionError", "LyricsError", "CheckpointError",
+    "AnalysisStream",
+    "AudioDecodeError",
+    "AudioError",
+    "AudioFileNotFoundError",
+    "AudioTooLongError",
+    "AudioTooShortError",
+    "BackendChoice",
     "BackendUnavailableError",
+    "CheckpointError",
+    "InvalidAudioError",
+    "InvalidOptionError",
+    "LyricsError",
+    "MersdkError",
+    "Prediction",
+    "Recognizer",
+    "Segment",
+    "TrackAnalysis",
+    "__version__",
+    "info",
 ]
 
 # public name -> module that defines it; imported on first use, since those modules load the

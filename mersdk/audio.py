@@ -63,7 +63,7 @@ _SALVAGE_FRAMES = 4096  # after a decode error, re-read the failed block in piec
 # 120 dB above full scale; int16-scaled floats (32768) pass, 1e18 would already give NaN log-mels
 MAX_SAMPLE_ABS = 1e6
 
-AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, np.ndarray]
+AudioSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, np.ndarray]  # noqa: UP007 (a runtime alias on 3.10)
 
 
 @dataclass(frozen=True)
@@ -225,8 +225,9 @@ def _finish(x: np.ndarray, sr_in: int, sr_out: int, name: str) -> Audio:
     return Audio(samples=y, sample_rate=sr_out, source_sample_rate=sr_in, peak=float(peak), rms=float(rms))
 
 
-def load_array(a: np.ndarray, sample_rate, target_rate: int, name: str = "array",
-               max_duration_s: float | None = None) -> Audio:
+def load_array(
+    a: np.ndarray, sample_rate, target_rate: int, name: str = "array", max_duration_s: float | None = None
+) -> Audio:
     """An array -> ``Audio``; its length is checked from its shape before any conversion."""
     if sample_rate is None:
         raise InvalidAudioError(
@@ -255,8 +256,9 @@ def _check_file_object(f, name: str) -> None:
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         st = None  # no descriptor behind it (BytesIO, a custom reader)
     if st is not None and not stat.S_ISREG(st.st_mode):
-        raise InvalidAudioError(f"{name}: the file object reads {kind_of(st.st_mode)}, not a regular file; "
-                                f"read it into bytes first")
+        raise InvalidAudioError(
+            f"{name}: the file object reads {kind_of(st.st_mode)}, not a regular file; read it into bytes first"
+        )
     try:
         seekable = f.seekable() if hasattr(f, "seekable") else hasattr(f, "seek")
     except (OSError, ValueError):  # a closed file
@@ -290,7 +292,8 @@ def _open_checked(source):
         # parse; the file was checked above, so only the parse failed
         why = "format not recognised" if "not a regular file" in str(e) else str(e)
         raise _NotForLibsndfile(
-            f"{name}: not decodable audio (not a readable audio file for libsndfile: {why})") from None
+            f"{name}: not decodable audio (not a readable audio file for libsndfile: {why})"
+        ) from None
     except OSError as e:
         raise AudioDecodeError(f"{name}: cannot open ({e})") from None
     if f.samplerate <= 0 or f.channels <= 0:  # random bytes libsndfile took for a headerless format
@@ -345,7 +348,8 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
         info.source_sample_rate = sr
         if max_duration_s is not None and f.frames > 0 and f.frames / sr > max_duration_s:
             raise AudioTooLongError(
-                f"{name}: {f.frames / sr:.0f} s is longer than max_duration_s={max_duration_s:.0f} s")
+                f"{name}: {f.frames / sr:.0f} s is longer than max_duration_s={max_duration_s:.0f} s"
+            )
         stream = None if sr == target_rate else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ")
         for block, last in _read_blocks(f, source, name, info):
             mono = np.ascontiguousarray(_mix_down(block))
@@ -358,8 +362,12 @@ def stream_file(source, target_rate: int, max_duration_s: float | None = None, i
 
 
 def _warn_cut(name: str, seconds: float, error) -> None:
-    log.warning("%s: decoding stopped after %.1f s (%s); the file may be truncated or corrupt: using what decoded",
-                name, seconds, error)
+    log.warning(
+        "%s: decoding stopped after %.1f s (%s); the file may be truncated or corrupt: using what decoded",
+        name,
+        seconds,
+        error,
+    )
 
 
 def _read_blocks(f, source, name: str, info: StreamInfo):
@@ -409,8 +417,13 @@ def load_file(source, target_rate: int, max_duration_s: float | None = None) -> 
     blocks = list(stream_file(source, target_rate, max_duration_s, info))
     check_min_duration(info.frames_in, info.source_sample_rate, info.name)
     y = np.concatenate(blocks) if len(blocks) != 1 else blocks[0]
-    return Audio(samples=np.ascontiguousarray(y, np.float32), sample_rate=target_rate,
-                 source_sample_rate=info.source_sample_rate, peak=float(info.peak), rms=info.rms)
+    return Audio(
+        samples=np.ascontiguousarray(y, np.float32),
+        sample_rate=target_rate,
+        source_sample_rate=info.source_sample_rate,
+        peak=float(info.peak),
+        rms=info.rms,
+    )
 
 
 PYAV_EXTRA_HINT = 'AAC/M4A, ALAC and WMA need the decoders extra: pip install "mersdk[decoders]"'
@@ -435,12 +448,16 @@ def _needs_pyav(source) -> bool:
             source.seek(0)
     except (OSError, ValueError, AttributeError, TypeError):
         return False
-    return head[4:8] == b"ftyp" or head.startswith(_ASF_MAGIC) or (len(head) > 1 and head[0] == 0xFF
-                                                                      and head[1] & 0xF6 == 0xF0)
+    return (
+        head[4:8] == b"ftyp"
+        or head.startswith(_ASF_MAGIC)
+        or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0)
+    )
 
 
-def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, info: StreamInfo,
-                      refused: AudioDecodeError):
+def _stream_with_pyav(
+    source, target_rate: int, max_duration_s: float | None, info: StreamInfo, refused: AudioDecodeError
+):
     """Fallback for what libsndfile cannot open: decode with PyAV (FFmpeg) frame by frame, mix to
     mono, resample with soxr as a stream; the same checks and errors as the libsndfile path."""
     try:
@@ -466,7 +483,8 @@ def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, in
             # a FairPlay-protected iTunes track keeps its real codec behind the sample entry 'drms'
             if stream.codec_context.codec_tag in ("drms", "drmi", "enca", "p608"):
                 raise AudioDecodeError(
-                    f"{name}: the audio is DRM-protected ({stream.codec_context.codec_tag}); it cannot be decoded")
+                    f"{name}: the audio is DRM-protected ({stream.codec_context.codec_tag}); it cannot be decoded"
+                )
             if not (stream.codec_context.sample_rate or stream.rate):
                 raise AudioDecodeError(f"{refused}; FFmpeg (PyAV) found no sample rate either")
             sr = _check_rate(stream.codec_context.sample_rate or stream.rate)
@@ -477,8 +495,9 @@ def _stream_with_pyav(source, target_rate: int, max_duration_s: float | None, in
             # planar float keeps every channel; mixing to mono here (a mean, like soundfile's path)
             # rather than in FFmpeg keeps both decoders' downmix identical
             to_float = av.AudioResampler(format="fltp")
-            stream_rs = (None if sr == target_rate
-                         else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ"))
+            stream_rs = (
+                None if sr == target_rate else soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ")
+            )
             try:
                 for frame in container.decode(stream):
                     for f in to_float.resample(frame):
@@ -513,7 +532,8 @@ def load_audio(source: AudioSource, target_rate: int, sample_rate=None, max_dura
             a = np.asarray(source)
         except ValueError as e:  # ragged: rows of different lengths
             raise InvalidAudioError(
-                f"a list of samples must be rectangular (all channels the same length): {e}") from None
+                f"a list of samples must be rectangular (all channels the same length): {e}"
+            ) from None
         return load_audio(a, target_rate, sample_rate, max_duration_s)
     raise InvalidAudioError(
         f"unsupported audio source {type(source).__name__}: give a path, a file object, bytes, "

@@ -49,8 +49,23 @@ MAX_WEIGHTS_BYTES = 4 << 30
 MAX_SAFETENSORS_HEADER_BYTES = 16 << 20
 MAX_TENSOR_DIMS = 8
 # safetensors dtype -> bytes per element
-SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-                      "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+SAFETENSORS_DTYPES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 TOP_LEVEL_KEYS = ("format_version", "mersdk_version", "model", "weights_sha256", "model_sha256", "metadata")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -165,8 +180,10 @@ def read_safetensors_header(path: os.PathLike) -> dict[str, TensorInfo]:
             raise CheckpointError(f"{bad} has a malformed shape or data_offsets")
         nbytes = math.prod(shape) * SAFETENSORS_DTYPES[dtype]
         if offsets[1] - offsets[0] != nbytes or offsets[1] > data_bytes:
-            raise CheckpointError(f"{bad} claims shape {shape[:MAX_TENSOR_DIMS]} ({nbytes:,} bytes) at bytes "
-                                  f"{offsets}, but the file holds {data_bytes:,} bytes of data")
+            raise CheckpointError(
+                f"{bad} claims shape {shape[:MAX_TENSOR_DIMS]} ({nbytes:,} bytes) at bytes "
+                f"{offsets}, but the file holds {data_bytes:,} bytes of data"
+            )
         tensors[name] = TensorInfo(dtype, tuple(shape))
         ranges.append(tuple(offsets))
     ranges.sort()
@@ -192,18 +209,23 @@ def expected_weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _weights_mismatch(path: Path, tensors: dict[str, TensorInfo],
-                      want: dict[str, tuple[int, ...]]) -> CheckpointError | None:
+def _weights_mismatch(
+    path: Path, tensors: dict[str, TensorInfo], want: dict[str, tuple[int, ...]]
+) -> CheckpointError | None:
     have = {k: t.shape for k, t in tensors.items()}
     missing = sorted(set(want) - set(have))
     unexpected = sorted(set(have) - set(want))
-    wrong = sorted(f"{k} {list(have[k])} (config: {list(want[k])})" for k in set(have) & set(want)
-                   if tuple(have[k]) != tuple(want[k]))
+    wrong = sorted(
+        f"{k} {list(have[k])} (config: {list(want[k])})"
+        for k in set(have) & set(want)
+        if tuple(have[k]) != tuple(want[k])
+    )
     if not (missing or unexpected or wrong):
         return None
     detail = "; ".join(
         f"{what}: {', '.join(ks[:4])}{' ...' if len(ks) > 4 else ''}"
-        for what, ks in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if ks
+        for what, ks in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+        if ks
     )
     return CheckpointError(f"{path}: weights do not match the model config ({detail})")
 
@@ -259,8 +281,9 @@ def _check_meta(meta: Any, cfg_path: Path) -> int:
         )
     unknown = sorted(str(k)[:40] for k in meta if k not in TOP_LEVEL_KEYS)
     if unknown:
-        raise CheckpointError(f"{cfg_path}: unknown key(s) {', '.join(unknown[:8])} (format {fv} has "
-                              f"{', '.join(TOP_LEVEL_KEYS)})")
+        raise CheckpointError(
+            f"{cfg_path}: unknown key(s) {', '.join(unknown[:8])} (format {fv} has {', '.join(TOP_LEVEL_KEYS)})"
+        )
     for key in ("model", "weights_sha256") + (("model_sha256",) if fv >= 2 else ()):
         if key not in meta:
             raise CheckpointError(f"{cfg_path}: required key {key!r} is missing")
@@ -290,21 +313,37 @@ def read_checkpoint(path: os.PathLike | None = None) -> Checkpoint:
     except CheckpointError as e:
         raise CheckpointError(f"{cfg_path}: {e}") from None
     if fv >= 2 and model_config_sha256(meta["model"], meta["weights_sha256"]) != meta["model_sha256"]:
-        raise CheckpointError(f"{cfg_path}: model_sha256 does not match the model config and weights hash it "
-                              "holds: the config was changed after the checkpoint was written, or is damaged")
+        raise CheckpointError(
+            f"{cfg_path}: model_sha256 does not match the model config and weights hash it "
+            "holds: the config was changed after the checkpoint was written, or is damaged"
+        )
     tensors = read_safetensors_header(w_path)
     try:
         digest = sha256_file(w_path)
     except OSError as e:  # replaced since its header was read
         raise CheckpointError(f"{w_path}: cannot read the weights file ({e.strerror or e})") from None
     if digest != meta["weights_sha256"]:
-        raise CheckpointError(f"{w_path}: SHA-256 {digest[:12]} does not match the config's "
-                              f"{meta['weights_sha256'][:12]}: the weights are corrupt or from another checkpoint")
+        raise CheckpointError(
+            f"{w_path}: SHA-256 {digest[:12]} does not match the config's "
+            f"{meta['weights_sha256'][:12]}: the weights are corrupt or from another checkpoint"
+        )
     if fv < 2:
-        log.info("%s: checkpoint format %d: its config is schema-checked but not covered by a hash "
-                 "(mersdk.checkpoint.upgrade_checkpoint rewrites it as format %d)", p, fv, FORMAT_VERSION)
-    return Checkpoint(path=p, config=cfg, weights_sha256=digest, metadata=meta.get("metadata", {}),
-                      model_sha256=meta.get("model_sha256", ""), format_version=fv, tensors=tensors)
+        log.info(
+            "%s: checkpoint format %d: its config is schema-checked but not covered by a hash "
+            "(mersdk.checkpoint.upgrade_checkpoint rewrites it as format %d)",
+            p,
+            fv,
+            FORMAT_VERSION,
+        )
+    return Checkpoint(
+        path=p,
+        config=cfg,
+        weights_sha256=digest,
+        metadata=meta.get("metadata", {}),
+        model_sha256=meta.get("model_sha256", ""),
+        format_version=fv,
+        tensors=tensors,
+    )
 
 
 def _write_config(p: Path, model: dict, weights_sha256: str, metadata: dict, version: str) -> None:
@@ -344,6 +383,11 @@ def upgrade_checkpoint(path: os.PathLike) -> Checkpoint:
     if ck.format_version == FORMAT_VERSION:
         return ck
     meta = load_json(ck.path / CONFIG_NAME, MAX_CONFIG_BYTES, "checkpoint config")
-    _write_config(ck.path, meta["model"], meta["weights_sha256"], meta.get("metadata", {}),
-                  meta.get("mersdk_version", __version__))
+    _write_config(
+        ck.path,
+        meta["model"],
+        meta["weights_sha256"],
+        meta.get("metadata", {}),
+        meta.get("mersdk_version", __version__),
+    )
     return read_checkpoint(ck.path)

@@ -118,8 +118,11 @@ def cmd_predict(args) -> int:
                     emit(json.dumps({"audio": a, "error": str(e), "error_type": type(e).__name__}))
                 emit(f"mersdk: error: {e}", err=True)
             else:
-                emit(json.dumps(r.to_dict() | {"audio": a, "error": None}) if args.json
-                     else f"{a}\n{_prediction_table(r, rec, src)}")
+                emit(
+                    json.dumps(r.to_dict() | {"audio": a, "error": None})
+                    if args.json
+                    else f"{a}\n{_prediction_table(r, rec, src)}"
+                )
             if bar is not None:
                 bar.update(1)
     finally:
@@ -164,8 +167,14 @@ def cmd_analyze(args) -> int:
     if not given:
         lyrics, source = _auto_lyrics(args.audio, args.auto_lyrics)
     if source and lyrics is not None and not args.json:
-        print(f"lyrics: {source}" + (" (time-stamped: lines aligned to segments)" if lyrics.timed
-                                     else " (plain: every segment reads the whole text)"))
+        print(
+            f"lyrics: {source}"
+            + (
+                " (time-stamped: lines aligned to segments)"
+                if lyrics.timed
+                else " (plain: every segment reads the whole text)"
+            )
+        )
     a = rec.analyze(args.audio, lyrics, window_s=args.window_s, hop_s=args.hop_s, smooth=args.smooth)
     if args.plot:
         plot_analysis(a, lyrics, args.plot, title=f"{args.audio}: {a.summary.label}")
@@ -173,14 +182,18 @@ def cmd_analyze(args) -> int:
         print(json.dumps(a.to_dict(), indent=2))
         return 0
     s = a.summary
-    print(f"{args.audio}: {s.label}  valence {s.valence:+.2f}  arousal {s.arousal:+.2f}  "
-          f"fusion {s.fusion_weight:.2f}  ({len(a.timeline)} segments of {a.window_s:g} s every {a.hop_s:g} s, "
-          f"smooth {a.smooth})")
+    print(
+        f"{args.audio}: {s.label}  valence {s.valence:+.2f}  arousal {s.arousal:+.2f}  "
+        f"fusion {s.fusion_weight:.2f}  ({len(a.timeline)} segments of {a.window_s:g} s every {a.hop_s:g} s, "
+        f"smooth {a.smooth})"
+    )
     print(f"{'start':>7} {'end':>7}  {'label':<10} {'val':>6} {'aro':>6} {'fusion':>6}  lyrics")
     for seg in a.timeline:
         first = seg.lyric_lines[0][:40] + (" ..." if len(seg.lyric_lines) > 1 else "") if seg.lyric_lines else ""
-        print(f"{seg.start_s:7.1f} {seg.end_s:7.1f}  {seg.label:<10} {seg.valence:+6.2f} {seg.arousal:+6.2f} "
-              f"{seg.fusion_weight:6.2f}  {first}")
+        print(
+            f"{seg.start_s:7.1f} {seg.end_s:7.1f}  {seg.label:<10} {seg.valence:+6.2f} {seg.arousal:+6.2f} "
+            f"{seg.fusion_weight:6.2f}  {first}"
+        )
     if args.plot:
         print(f"plot written to {args.plot}")
     return 0
@@ -194,17 +207,21 @@ def cmd_info(args) -> int:
 
         data = Recognizer(model=args.model).info()
     else:
-        from .checkpoint import read_checkpoint
-
         from . import backends
+        from .checkpoint import read_checkpoint
 
         data = mersdk.info()
         ck = read_checkpoint(None)
         # whether a backend can run the model depends on the checkpoint too (an ONNX export beside it)
-        data["backends"] = {k: ("available" if v is None else v)
-                            for k, v in backends.availability(checkpoint=ck).items()}
-        data["model"] = {"path": str(ck.path), "hash": ck.model_hash, "trained": bool(ck.metadata.get("trained")),
-                         "labels": {t.name: list(t.labels) for t in ck.config.tasks}}
+        data["backends"] = {
+            k: ("available" if v is None else v) for k, v in backends.availability(checkpoint=ck).items()
+        }
+        data["model"] = {
+            "path": str(ck.path),
+            "hash": ck.model_hash,
+            "trained": bool(ck.metadata.get("trained")),
+            "labels": {t.name: list(t.labels) for t in ck.config.tasks},
+        }
         from .ops import describe
 
         data["kernels"] = {"cpu": describe("cpu", ck.config.d_model // ck.config.n_heads)}
@@ -219,14 +236,17 @@ def cmd_info(args) -> int:
             b = data["backend"]
             rows.append(("chosen", f"{b['name']}/{b['device']}: {b['reason']}"))
         m = data["model"]
-        rows += [("model", f"{m['path']} ({m['hash']}{', trained' if m['trained'] else ', UNTRAINED placeholder'})"),
-                 ("labels", ", ".join(m["labels"][next(iter(m["labels"]))]))]
+        rows += [
+            ("model", f"{m['path']} ({m['hash']}{', trained' if m['trained'] else ', UNTRAINED placeholder'})"),
+            ("labels", ", ".join(m["labels"][next(iter(m["labels"]))])),
+        ]
         print(_table(rows))
     return 0
 
 
 def _number(kind, minimum, inclusive: bool = True):
     """An argparse type: a finite number >= minimum (> minimum when not inclusive)."""
+
     def parse(text: str):
         try:
             v = kind(text)
@@ -236,6 +256,7 @@ def _number(kind, minimum, inclusive: bool = True):
             relation = ">=" if inclusive else ">"
             raise argparse.ArgumentTypeError(f"must be a finite number {relation} {minimum:g}, got {text}")
         return v
+
     return parse
 
 
@@ -243,11 +264,18 @@ def _add_lyrics_options(p, default_help: str) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--lyrics-file", metavar="PATH", help="a lyrics file, plain text or LRC (any name)")
     g.add_argument("--lyrics-text", metavar="TEXT", help="the lyrics themselves (never read as a file name)")
-    g.add_argument("--lyrics", metavar="PATH_OR_TEXT",
-                   help="a file when it names an existing file, else the text (a single word ending in .txt/.lrc "
-                   "that names no file is an error); " + default_help)
-    p.add_argument("--no-auto-lyrics", dest="auto_lyrics", action="store_false",
-                   help="without --lyrics*, use no lyrics instead of looking for sidecar or embedded ones")
+    g.add_argument(
+        "--lyrics",
+        metavar="PATH_OR_TEXT",
+        help="a file when it names an existing file, else the text (a single word ending in .txt/.lrc "
+        "that names no file is an error); " + default_help,
+    )
+    p.add_argument(
+        "--no-auto-lyrics",
+        dest="auto_lyrics",
+        action="store_false",
+        help="without --lyrics*, use no lyrics instead of looking for sidecar or embedded ones",
+    )
 
 
 def _add_model_options(p) -> None:
@@ -267,28 +295,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the emotion of audio files")
     p.add_argument("audio", nargs="+", help="audio file(s): WAV, FLAC, OGG/Opus, MP3, ...")
-    _add_lyrics_options(p, "default: a sidecar .lrc/.txt or lyrics embedded in each file's tags, as `mersdk tag` "
-                        "finds them")
+    _add_lyrics_options(
+        p, "default: a sidecar .lrc/.txt or lyrics embedded in each file's tags, as `mersdk tag` finds them"
+    )
     _add_model_options(p)
-    p.add_argument("--json", action="store_true",
-                   help="JSON Lines: one object per file as it is done (error: null, or the message)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON Lines: one object per file as it is done (error: null, or the message)",
+    )
     bar = p.add_mutually_exclusive_group()
-    bar.add_argument("--progress", action="store_true", default=None,
-                     help="progress bar on stderr (default: when stderr is a terminal and there are several files)")
+    bar.add_argument(
+        "--progress",
+        action="store_true",
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal and there are several files)",
+    )
     bar.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("analyze", help="emotion timeline of a whole track, lyrics aligned to the audio")
     p.add_argument("audio")
-    _add_lyrics_options(p, "LRC timestamps align lines to segments; default: a sidecar .lrc/.txt, or ID3 "
-                        "SYLT/USLT, Vorbis or MP4 lyrics embedded in the file")
-    p.add_argument("--window-s", type=_number(float, 1.0), default=10.0,
-                   help="segment length in seconds, >= 1 (default 10)")
-    p.add_argument("--hop-s", type=_number(float, 0.0, inclusive=False), default=5.0,
-                   help="seconds between segment starts, > 0 (default 5)")
+    _add_lyrics_options(
+        p,
+        "LRC timestamps align lines to segments; default: a sidecar .lrc/.txt, or ID3 "
+        "SYLT/USLT, Vorbis or MP4 lyrics embedded in the file",
+    )
+    p.add_argument(
+        "--window-s", type=_number(float, 1.0), default=10.0, help="segment length in seconds, >= 1 (default 10)"
+    )
+    p.add_argument(
+        "--hop-s",
+        type=_number(float, 0.0, inclusive=False),
+        default=5.0,
+        help="seconds between segment starts, > 0 (default 5)",
+    )
     p.add_argument("--smooth", type=_number(int, 1), default=3, help="centred moving average over N segments (1 = raw)")
-    p.add_argument("--plot", metavar="PNG", help="write a valence/arousal-over-time plot (needs matplotlib); "
-                   "checked before the analysis runs")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="write a valence/arousal-over-time plot (needs matplotlib); checked before the analysis runs",
+    )
     _add_model_options(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_analyze)
@@ -308,8 +355,14 @@ def _extra_commands():
     """Verbs that live with their code (training, evaluation, export, ...), if present."""
     import importlib
 
-    for mod in ("mersdk.training.cli", "mersdk.export.cli", "mersdk.bench_cli", "mersdk.tagging.cli",
-                "mersdk.serve.cli", "mersdk.playlist"):
+    for mod in (
+        "mersdk.training.cli",
+        "mersdk.export.cli",
+        "mersdk.bench_cli",
+        "mersdk.tagging.cli",
+        "mersdk.serve.cli",
+        "mersdk.playlist",
+    ):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -65,8 +65,18 @@ class FrontendConfig:
 
 # musicnn's front end (its configuration.py and librosa's defaults): 16 kHz, 512-point FFT, hop 256,
 # 96 Slaney mel bands (Slaney norm) over 0-8 kHz of the power spectrum, log10(1 + 10000 x).
-MUSICNN_FRONTEND = FrontendConfig(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, f_min=0.0, f_max=8000.0,
-                                  mel_scale="slaney", mel_norm="slaney", compression="log10_1p", log_gain=10000.0)
+MUSICNN_FRONTEND = FrontendConfig(
+    sample_rate=16000,
+    n_fft=512,
+    hop_length=256,
+    n_mels=96,
+    f_min=0.0,
+    f_max=8000.0,
+    mel_scale="slaney",
+    mel_norm="slaney",
+    compression="log10_1p",
+    log_gain=10000.0,
+)
 
 
 @dataclass(frozen=True)
@@ -172,7 +182,7 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], *, complete: bool = False) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any], *, complete: bool = False) -> ModelConfig:
         """Build from JSON data, checked against the schema below first (types, bounds, unknown keys:
         a ``CheckpointError`` naming the field). Keys not given take their defaults, unless
         ``complete`` (a checkpoint's config), where every key a format-1 checkpoint holds is required."""
@@ -254,10 +264,28 @@ RESERVED_TASK_NAMES = ("va", "gate", "embedding")
 # Keys every checkpoint of format 1 holds; keys added since (frontend.mel_scale, mel_norm,
 # compression, log_gain, ...) take their defaults when absent, so older checkpoints still load
 REQUIRED_KEYS = (
-    "frontend", "text_encoder", "cnn_stages", "d_model", "n_heads", "n_layers", "ffn_dim", "dropout", "fusion",
-    "tasks", "primary_task", "window_s", "hop_s",
-    "frontend.sample_rate", "frontend.n_fft", "frontend.hop_length", "frontend.n_mels", "frontend.f_min",
-    "frontend.f_max", "frontend.log_floor", "text_encoder.source", "text_encoder.hidden_size",
+    "frontend",
+    "text_encoder",
+    "cnn_stages",
+    "d_model",
+    "n_heads",
+    "n_layers",
+    "ffn_dim",
+    "dropout",
+    "fusion",
+    "tasks",
+    "primary_task",
+    "window_s",
+    "hop_s",
+    "frontend.sample_rate",
+    "frontend.n_fft",
+    "frontend.hop_length",
+    "frontend.n_mels",
+    "frontend.f_min",
+    "frontend.f_max",
+    "frontend.log_floor",
+    "text_encoder.source",
+    "text_encoder.hidden_size",
     "text_encoder.max_tokens",
 )
 
@@ -286,7 +314,7 @@ def _check_value(name: str, v: Any, b: Bound) -> None:
     if b.choices is not None:
         return
     size = len(v) if b.kind is str else v
-    if b.lo is not None and size < b.lo or b.hi is not None and size > b.hi:
+    if (b.lo is not None and size < b.lo) or (b.hi is not None and size > b.hi):
         what = "length" if b.kind is str else "value"
         raise _fail(name, f"{what} {size!r} is outside the supported range [{b.lo:g}, {b.hi:g}]")
 
@@ -297,11 +325,16 @@ def _check_object(name: str, d: Any, cls: type, complete: bool, prefix: str) -> 
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(str(k) for k in d if k not in known)
     if unknown:
-        raise CheckpointError(f"model config does not match this mersdk version: unknown key(s) "
-                              f"{', '.join(prefix + k for k in unknown[:8])}")
+        raise CheckpointError(
+            f"model config does not match this mersdk version: unknown key(s) "
+            f"{', '.join(prefix + k for k in unknown[:8])}"
+        )
     if complete:
-        missing = [k for k in REQUIRED_KEYS if k.startswith(prefix) and "." not in k[len(prefix):]
-                   and k[len(prefix):] not in d]
+        missing = [
+            k
+            for k in REQUIRED_KEYS
+            if k.startswith(prefix) and "." not in k[len(prefix) :] and k[len(prefix) :] not in d
+        ]
         if missing:
             raise CheckpointError(f"model config is missing required key(s) {', '.join(missing)}")
     for key, value in d.items():
@@ -342,8 +375,10 @@ def check_model_dict(d: Any, *, complete: bool = False) -> None:
     if n_mels > n_fft // 2 + 1:
         raise _fail("frontend.n_mels", f"{n_mels} mel bands need n_fft >= {2 * (n_mels - 1)} (n_fft is {n_fft})")
     if not get("f_min") < get("f_max") <= sr / 2:
-        raise _fail("frontend.f_max", f"needs f_min < f_max <= sample_rate / 2; got f_min {get('f_min')}, "
-                                      f"f_max {get('f_max')}, sample_rate {sr}")
+        raise _fail(
+            "frontend.f_max",
+            f"needs f_min < f_max <= sample_rate / 2; got f_min {get('f_min')}, f_max {get('f_max')}, sample_rate {sr}",
+        )
     stages = d.get("cnn_stages", [list(s) for s in ModelConfig.cnn_stages])
     _check_list("cnn_stages", stages, 1, MAX_CNN_STAGES)
     for i, st in enumerate(stages):
@@ -358,8 +393,11 @@ def check_model_dict(d: Any, *, complete: bool = False) -> None:
         if freq < 1 or time < 1:
             raise _fail(f"cnn_stages[{i}]", f"pools {n_mels} mel bands or a {window_s} s window down to nothing")
     if total > MAX_WINDOW_ACTIVATIONS:
-        raise _fail("cnn_stages", f"one {window_s} s window would need {total:,} activations in the CNN "
-                                  f"(at most {MAX_WINDOW_ACTIVATIONS:,}: frontend, window_s and cnn_stages)")
+        raise _fail(
+            "cnn_stages",
+            f"one {window_s} s window would need {total:,} activations in the CNN "
+            f"(at most {MAX_WINDOW_ACTIVATIONS:,}: frontend, window_s and cnn_stages)",
+        )
     d_model, n_heads = d.get("d_model", ModelConfig.d_model), d.get("n_heads", ModelConfig.n_heads)
     if d_model % n_heads:
         raise _fail("n_heads", f"d_model={d_model} is not divisible by n_heads={n_heads}")

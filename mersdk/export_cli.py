@@ -2,7 +2,8 @@
 
 import warnings
 
-from .export.cli import (STAGES, add_compare_args, add_engine_args, add_onnx_args, cmd_compare, cmd_engine,  # noqa: F401
-                         cmd_onnx, register)
+from .export.cli import (
+    cmd_engine,  # noqa: F401
+    )
 
 warnings.warn("mersdk.export_cli is deprecated; import mersdk.export.cli", DeprecationWarning, stacklevel=2)

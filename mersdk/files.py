@@ -61,8 +61,9 @@ def _stat_error(path: str, e: OSError, error: type[Exception], not_found: type[E
     return error(f"{path}: cannot access {the}({e.strerror})")
 
 
-def check_regular_file(path, *, error: type[Exception] = MersdkError, not_found: type[Exception] | None = None,
-                       what: str | None = None) -> os.stat_result:
+def check_regular_file(
+    path, *, error: type[Exception] = MersdkError, not_found: type[Exception] | None = None, what: str | None = None
+) -> os.stat_result:
     """``os.stat`` (symlinks resolved) of ``path`` when it is a regular file; else raise ``error``
     (``not_found`` for a missing file or a broken symlink) naming the path, what it is and (when
     given) ``what`` the caller wanted from it ("the weights file is a FIFO ...")."""
@@ -79,8 +80,9 @@ def check_regular_file(path, *, error: type[Exception] = MersdkError, not_found:
     return st
 
 
-def open_regular_file(path, *, error: type[Exception] = MersdkError, not_found: type[Exception] | None = None,
-                      what: str | None = None) -> tuple[BinaryIO, os.stat_result]:
+def open_regular_file(
+    path, *, error: type[Exception] = MersdkError, not_found: type[Exception] | None = None, what: str | None = None
+) -> tuple[BinaryIO, os.stat_result]:
     """Open a regular file for binary reading; (file, its fstat). Never blocks on a FIFO."""
     path = os.fspath(path)
     the = f"the {what} " if what else ""
@@ -98,6 +100,7 @@ def open_regular_file(path, *, error: type[Exception] = MersdkError, not_found: 
     except BaseException:
         os.close(fd)
         raise
+
 
 def read_bounded(path, limit: int, what: str, *, error: type[Exception] = MersdkError) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes (the ``what`` named in any ``error``)."""

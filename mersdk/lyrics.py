@@ -129,14 +129,20 @@ def read_lyrics_file(path) -> Lyrics | None:
 def _names_a_file(s: str) -> bool:
     """The documented rule for a str: one line ending in .txt/.lrc that names an existing entry
     (a symlink too, even a broken one or a loop, so that it gets the file's error, not text)."""
-    return (len(s) < 4096 and "\n" not in s and "\x00" not in s and s.lower().endswith(_LYRICS_SUFFIXES)
-            and os.path.lexists(s))
+    return (
+        len(s) < 4096
+        and "\n" not in s
+        and "\x00" not in s
+        and s.lower().endswith(_LYRICS_SUFFIXES)
+        and os.path.lexists(s)
+    )
 
 
 def _probably_a_missing_path(s: str) -> bool:
     """One "word" ending in .txt/.lrc (no whitespace): surely meant as a file name, not as lyrics."""
-    return (len(s) < 4096 and "\x00" not in s and s.lower().endswith(_LYRICS_SUFFIXES)
-            and not any(c.isspace() for c in s))
+    return (
+        len(s) < 4096 and "\x00" not in s and s.lower().endswith(_LYRICS_SUFFIXES) and not any(c.isspace() for c in s)
+    )
 
 
 def load_lyrics(lyrics) -> Lyrics | None:
@@ -159,10 +165,15 @@ def load_lyrics(lyrics) -> Lyrics | None:
         if _names_a_file(lyrics):
             return read_lyrics_file(lyrics)
         if _probably_a_missing_path(lyrics):
-            raise LyricsError(f"cannot read lyrics file {lyrics}: no such file (to use this string as lyric text, pass "
-                              f"it to mersdk.lyrics.parse_lyrics_text or as bytes)")
+            raise LyricsError(
+                f"cannot read lyrics file {lyrics}: no such file (to use this string as lyric text, pass "
+                f"it to mersdk.lyrics.parse_lyrics_text or as bytes)"
+            )
         if "\n" not in lyrics and len(lyrics) < 4096 and os.path.isfile(lyrics):
-            log.warning("lyrics %r name an existing file but do not end in .txt/.lrc: used as text; "
-                        "pass pathlib.Path(...) to read the file", lyrics)
+            log.warning(
+                "lyrics %r name an existing file but do not end in .txt/.lrc: used as text; "
+                "pass pathlib.Path(...) to read the file",
+                lyrics,
+            )
         return _from_text(lyrics)
     raise LyricsError(f"lyrics must be a string, a path (os.PathLike), bytes or None, not {type(lyrics).__name__}")

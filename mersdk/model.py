@@ -155,8 +155,14 @@ class Musicnn(nn.Module):
     small batches must not overwrite the statistics of the Million Song Dataset.
     """
 
-    def __init__(self, n_mels: int = 96, n_tags: int = 50, filt_frontend: float = 1.6, filt_midend: int = 64,
-                 units_backend: int = 200):
+    def __init__(
+        self,
+        n_mels: int = 96,
+        n_tags: int = 50,
+        filt_frontend: float = 1.6,
+        filt_midend: int = 64,
+        units_backend: int = 200,
+    ):
         super().__init__()
         bn2, bn1 = (lambda c: nn.BatchNorm2d(c, eps=1e-3)), (lambda c: nn.BatchNorm1d(c, eps=1e-3))
         n_timbral, n_temporal = int(filt_frontend * 128), int(filt_frontend * 32)
@@ -202,8 +208,12 @@ class Musicnn(nn.Module):
         max_pool, mean_pool = mid.amax(dim=-1), mid.mean(dim=-1)
         flat = torch.stack([max_pool, mean_pool], dim=-1).flatten(1)  # TF's flatten of (N, 753, 2)
         penultimate = self.dense_bn(F.relu(self.dense(self.pool_bn(flat))))
-        return {"mean_pool": mean_pool, "max_pool": max_pool, "penultimate": penultimate,
-                "taggram": torch.sigmoid(self.tags(penultimate))}
+        return {
+            "mean_pool": mean_pool,
+            "max_pool": max_pool,
+            "penultimate": penultimate,
+            "taggram": torch.sigmoid(self.tags(penultimate)),
+        }
 
 
 # per-patch layers a musicnn encoder can take its tokens from, and their widths for MSD_musicnn
@@ -222,7 +232,7 @@ def musicnn_layer(out: dict, layer: str):
 PRETRAINED_DIR = Path(__file__).parent / "models" / "musicnn"
 
 
-def load_pretrained_audio(model: "EmotionModel") -> bool:
+def load_pretrained_audio(model: EmotionModel) -> bool:
     """Initialise a new model's audio backbone with the converted pretrained weights (training starts
     here; a checkpoint brings its own). Returns False for encoders without pretrained weights."""
     if model.cfg.audio_encoder != "musicnn_msd":
@@ -277,12 +287,16 @@ class MusicnnEncoder(nn.Module):
         else:
             n = max(1, T // P)
             first = torch.zeros_like(lengths)
-            if T < n * P:  # only when every row is shorter than one patch
+            if n * P > T:  # only when every row is shorter than one patch
                 mel = F.pad(mel, (0, n * P - T))
         frames = first[:, None] + torch.arange(n * P, device=mel.device)[None, :]  # (B, n * P)
         mel = torch.gather(mel, 2, frames[:, None, :].expand(B, n_mels, n * P))
         mel = mel * (frames < lengths[:, None])[:, None, :].to(mel.dtype)
-        return mel.reshape(B, n_mels, n, P).permute(0, 2, 3, 1).reshape(B * n, P, n_mels), n, self.token_lengths(lengths)
+        return (
+            mel.reshape(B, n_mels, n, P).permute(0, 2, 3, 1).reshape(B * n, P, n_mels),
+            n,
+            self.token_lengths(lengths),
+        )
 
     def features(self, mel, lengths):
         """mel (B, n_mels, T), lengths (B,) -> per-patch features (B, n_patches, F), patch counts (B,)."""
@@ -317,8 +331,12 @@ class EmotionModel(nn.Module):
         self.norm_out = nn.LayerNorm(d)
         self.pool_score = nn.Linear(d, 1)
         self.heads = nn.ModuleDict(
-            {t.name: nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, len(t.labels)))
-             for t in cfg.tasks}
+            {
+                t.name: nn.Sequential(
+                    nn.Linear(2 * d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, len(t.labels))
+                )
+                for t in cfg.tasks
+            }
         )
         self.va_head = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 2))
 

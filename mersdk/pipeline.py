@@ -52,8 +52,9 @@ def check_window_options(window_s: Any, hop_s: Any) -> tuple[float, float]:
         except (TypeError, ValueError):
             raise InvalidOptionError(f"{name} must be a number of seconds, got {v!r}") from None
         if isinstance(v, bool) or not math.isfinite(f) or not low <= f <= MAX_WINDOW_S:
-            raise InvalidOptionError(f"{name} must be a finite number of seconds from {low:g} to {MAX_WINDOW_S:g}, "
-                                     f"got {v!r}")
+            raise InvalidOptionError(
+                f"{name} must be a finite number of seconds from {low:g} to {MAX_WINDOW_S:g}, got {v!r}"
+            )
         out.append(f)
     return out[0], out[1]
 
@@ -105,8 +106,9 @@ class WindowCutter:
         return max(0, min(self.next_start, self.seen - self.win))
 
 
-def window_bounds(n_samples: int, sample_rate: int, window_s: float, hop_s: float,
-                  slack: float = ONE_WINDOW_SLACK) -> list[tuple[int, int]]:
+def window_bounds(
+    n_samples: int, sample_rate: int, window_s: float, hop_s: float, slack: float = ONE_WINDOW_SLACK
+) -> list[tuple[int, int]]:
     """[start, end) sample ranges of the analysis windows of a signal of known length."""
     cut = WindowCutter(sample_rate, window_s, hop_s, slack)
     return [(s, s + cut.win) for s in cut.push(n_samples)] + cut.finish()
@@ -157,20 +159,29 @@ def encode_texts(backend: Backend, texts: Sequence[str | None]) -> list[np.ndarr
     return [enc[t] if t else None for t in texts]
 
 
-def _forward(backend: Backend, mel: Any, lengths: Any, embs: Sequence[np.ndarray | None],
-             hidden: int) -> list[WindowOutput]:
+def _forward(
+    backend: Backend, mel: Any, lengths: Any, embs: Sequence[np.ndarray | None], hidden: int
+) -> list[WindowOutput]:
     emb, mask = pad_embeddings(list(embs), hidden)
     out = backend.forward(mel, lengths, emb, mask)
     for k, v in out.items():
         if not np.all(np.isfinite(v)):
             # finite samples far outside [-1, 1] (e.g. 3e38) overflow the log-mel: refuse, never a NaN label
-            raise InvalidAudioError(f"the model's {k!r} output is not finite for this input; "
-                                    "are the samples far outside the nominal range [-1, 1]?")
+            raise InvalidAudioError(
+                f"the model's {k!r} output is not finite for this input; "
+                "are the samples far outside the nominal range [-1, 1]?"
+            )
     return [{k: v[j] for k, v in out.items()} for j in range(len(embs))]
 
 
-def _batched(backend: Backend, lengths: Sequence[int], embs: Sequence[np.ndarray | None], batch_size: int,
-             hidden: int, features: Any) -> list[WindowOutput]:
+def _batched(
+    backend: Backend,
+    lengths: Sequence[int],
+    embs: Sequence[np.ndarray | None],
+    batch_size: int,
+    hidden: int,
+    features: Any,
+) -> list[WindowOutput]:
     """Shared batching loop: ``features(indices) -> (mel, mel_lengths)`` for one batch."""
     batch_size = check_batch_size(batch_size)
     order = _longest_first(lengths)
@@ -183,18 +194,27 @@ def _batched(backend: Backend, lengths: Sequence[int], embs: Sequence[np.ndarray
     return outs  # type: ignore[return-value]  # every slot is filled
 
 
-def run_windows(backend: Backend, windows: Sequence[np.ndarray], embs: Sequence[np.ndarray | None],
-                batch_size: int, hidden: int) -> list[WindowOutput]:
+def run_windows(
+    backend: Backend, windows: Sequence[np.ndarray], embs: Sequence[np.ndarray | None], batch_size: int, hidden: int
+) -> list[WindowOutput]:
     """Model outputs of waveform windows (mono, model rate) with their lyric embeddings, in order.
     The backend computes the log-mel where its model runs (``Backend.log_mel``)."""
-    return _batched(backend, [len(w) for w in windows], embs, batch_size, hidden,
-                    lambda idx: backend.log_mel([windows[i] for i in idx]))
+    return _batched(
+        backend,
+        [len(w) for w in windows],
+        embs,
+        batch_size,
+        hidden,
+        lambda idx: backend.log_mel([windows[i] for i in idx]),
+    )
 
 
-def run_mels(backend: Backend, mels: Sequence[np.ndarray], embs: Sequence[np.ndarray | None],
-             batch_size: int, hidden: int) -> list[WindowOutput]:
+def run_mels(
+    backend: Backend, mels: Sequence[np.ndarray], embs: Sequence[np.ndarray | None], batch_size: int, hidden: int
+) -> list[WindowOutput]:
     """Model outputs of precomputed per-window log-mels (n_mels, frames_i), in order: for evaluation
     over many models of one cached feature set."""
+
     def features(idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
         return pad_stack([mels[i] for i in idx], axis=-1)
 
@@ -213,8 +233,9 @@ def log_mels(frontend: FrontendConfig, windows: Sequence[np.ndarray], batch_size
     return out
 
 
-def clip_windows(signals: Sequence[np.ndarray], sample_rate: int, window_s: float, hop_s: float,
-                 slack: float = ONE_WINDOW_SLACK) -> tuple[list[np.ndarray], list[int]]:
+def clip_windows(
+    signals: Sequence[np.ndarray], sample_rate: int, window_s: float, hop_s: float, slack: float = ONE_WINDOW_SLACK
+) -> tuple[list[np.ndarray], list[int]]:
     """Every window of every signal (``window_bounds``), and the signal index of each window."""
     windows, owner = [], []
     for i, x in enumerate(signals):

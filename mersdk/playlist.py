@@ -20,8 +20,8 @@ import math
 import os
 import sqlite3
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from .errors import MersdkError
 from .files import atomic_path
@@ -52,8 +52,10 @@ def read_library(path: str) -> list[Track]:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            cur = db.execute("SELECT path, label, valence, arousal, duration_s, processed_at FROM tracks "
-                             "WHERE error IS NULL AND valence IS NOT NULL AND arousal IS NOT NULL")
+            cur = db.execute(
+                "SELECT path, label, valence, arousal, duration_s, processed_at FROM tracks "
+                "WHERE error IS NULL AND valence IS NOT NULL AND arousal IS NOT NULL"
+            )
             rows = cur.fetchall()
         finally:
             db.close()
@@ -107,8 +109,9 @@ def near(tracks: Sequence[Track], point: tuple[float, float], n: int | None = 50
     return sorted(tracks, key=lambda t: (_distance(t, point), t.path))[:n]
 
 
-def path_between(tracks: Sequence[Track], start: tuple[float, float], end: tuple[float, float],
-                 n: int = 50) -> list[Track]:
+def path_between(
+    tracks: Sequence[Track], start: tuple[float, float], end: tuple[float, float], n: int = 50
+) -> list[Track]:
     """``n`` tracks (fewer when the library is smaller) following the line from ``start`` to ``end``."""
     n = min(n, len(tracks))
     left = sorted(tracks, key=lambda t: t.path)
@@ -130,7 +133,7 @@ def _title_and_length(path: str) -> tuple[str | None, float | None]:
         return None, None
     try:
         f = mutagen.File(path, easy=True)
-    except Exception:  # noqa: BLE001 - a broken tag only loses the title
+    except Exception:
         return None, None
     if f is None:
         return None, None
@@ -171,11 +174,24 @@ def plot_library(tracks: Sequence[Track], out: str, highlight: Sequence[Track] =
     labels = sorted({t.label for t in tracks})
     for i, label in enumerate(labels):
         mine = [t for t in tracks if t.label == label]
-        ax.scatter([t.valence for t in mine], [t.arousal for t in mine], s=10, alpha=0.6, color=f"C{i}",
-                   label=f"{label} ({len(mine)})")
+        ax.scatter(
+            [t.valence for t in mine],
+            [t.arousal for t in mine],
+            s=10,
+            alpha=0.6,
+            color=f"C{i}",
+            label=f"{label} ({len(mine)})",
+        )
     if highlight:
-        ax.plot([t.valence for t in highlight], [t.arousal for t in highlight], "-o", color="black", ms=3,
-                lw=0.8, label=f"playlist ({len(highlight)})")
+        ax.plot(
+            [t.valence for t in highlight],
+            [t.arousal for t in highlight],
+            "-o",
+            color="black",
+            ms=3,
+            lw=0.8,
+            label=f"playlist ({len(highlight)})",
+        )
     ax.axhline(0, color="0.7", lw=0.8)
     ax.axvline(0, color="0.7", lw=0.8)
     ax.set_xlim(-1.05, 1.05)
@@ -191,8 +207,15 @@ def plot_library(tracks: Sequence[Track], out: str, highlight: Sequence[Track] =
         fig.savefig(tmp, dpi=130, format=ext.lstrip(".").lower())
 
 
-def make_playlist(tracks: Sequence[Track], *, mood: str | None = None, near_point: str | None = None,
-                  path_from: str | None = None, path_to: str | None = None, n: int = 50) -> list[Track]:
+def make_playlist(
+    tracks: Sequence[Track],
+    *,
+    mood: str | None = None,
+    near_point: str | None = None,
+    path_from: str | None = None,
+    path_to: str | None = None,
+    n: int = 50,
+) -> list[Track]:
     """One of the three selections (exactly one of mood / near_point / path_from+path_to)."""
     if n < 1:
         raise PlaylistError("n must be >= 1")
@@ -227,8 +250,9 @@ def _note(text: str) -> None:
 
 def run_selection(tracks: Sequence[Track], args, emit=print, note=_note) -> list[Track]:
     """Choose, write or print (``emit``: one line per track), plot; ``note`` says what was written."""
-    chosen = make_playlist(tracks, mood=args.mood, near_point=args.near, path_from=args.path_from,
-                           path_to=args.to, n=args.n)
+    chosen = make_playlist(
+        tracks, mood=args.mood, near_point=args.near, path_from=args.path_from, path_to=args.to, n=args.n
+    )
     if args.out:
         write_m3u8(chosen, args.out)
         note(f"{len(chosen)} tracks -> {args.out}")

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend
     from .timeline import AnalysisStream, Segment, TrackAnalysis
 
-__all__ = ["Recognizer", "ONE_WINDOW_SLACK", "window_bounds"]  # the last two: their old home
+__all__ = ["ONE_WINDOW_SLACK", "Recognizer", "window_bounds"]  # the last two: their old home
 
 
 @dataclass
@@ -99,11 +99,13 @@ class Recognizer:
         self.checkpoint = read_checkpoint(model)
         self.config = self.checkpoint.config
         self.window_s, self.hop_s = check_window_options(
-            self.config.window_s if window_s is None else window_s, self.config.hop_s if hop_s is None else hop_s)
+            self.config.window_s if window_s is None else window_s, self.config.hop_s if hop_s is None else hop_s
+        )
         self.max_duration_s = max_duration_s
         self.choice = backends.choose(backend, device, checkpoint=self.checkpoint)
-        self._backend: Backend = backends.create(self.choice, self.checkpoint, num_threads=num_threads,
-                                                 **(backend_options or {}))
+        self._backend: Backend = backends.create(
+            self.choice, self.checkpoint, num_threads=num_threads, **(backend_options or {})
+        )
         self._primary = self.config.task(self.config.primary_task)
 
     # ------------------------------------------------------------------------------------------
@@ -138,8 +140,10 @@ class Recognizer:
             "mersdk": __version__,
             "build": _ext.build_info(),
             "backend": self.choice.to_dict(),
-            "backends": {k: ("available" if v is None else v)
-                         for k, v in backends.availability(checkpoint=self.checkpoint).items()},
+            "backends": {
+                k: ("available" if v is None else v)
+                for k, v in backends.availability(checkpoint=self.checkpoint).items()
+            },
             "model": {
                 "path": str(self.checkpoint.path),
                 "hash": self.checkpoint.model_hash,
@@ -157,8 +161,9 @@ class Recognizer:
 
     # ------------------------------------------------------------------------------------------
     def _prepare(self, audio: Any, lyrics: Any, sample_rate: int | None) -> _Item:
-        a = load_audio(audio, self.config.frontend.sample_rate, sample_rate=sample_rate,
-                       max_duration_s=self.max_duration_s)
+        a = load_audio(
+            audio, self.config.frontend.sample_rate, sample_rate=sample_rate, max_duration_s=self.max_duration_s
+        )
         ly = load_lyrics(lyrics)
         return _Item(a, ly, window_bounds(len(a.samples), a.sample_rate, self.window_s, self.hop_s))
 
@@ -166,8 +171,13 @@ class Recognizer:
         emb_per_item = encode_texts(self._backend, [it.lyrics.text if it.lyrics else None for it in items])
         # every window of every item; the pipeline batches them, batch_size windows per forward pass
         jobs = [(i, s, e) for i, it in enumerate(items) for s, e in it.windows]
-        outs = run_windows(self._backend, [items[i].audio.samples[s:e] for i, s, e in jobs],
-                           [emb_per_item[i] for i, _, _ in jobs], batch_size, self.config.text_encoder.hidden_size)
+        outs = run_windows(
+            self._backend,
+            [items[i].audio.samples[s:e] for i, s, e in jobs],
+            [emb_per_item[i] for i, _, _ in jobs],
+            batch_size,
+            self.config.text_encoder.hidden_size,
+        )
         per_item = group_windows(outs, [i for i, _, _ in jobs], len(items))
         return [self._prediction(it, average_windows(o, self.config)) for it, o in zip(items, per_item)]
 
@@ -204,27 +214,61 @@ class Recognizer:
         prepared = [self._prepare(*_unpack(x)) for x in items]
         return self._run(prepared, size) if prepared else []
 
-    def analyze(self, audio: Any, lyrics: Any = None, *, sample_rate: int | None = None, window_s: float = 10.0,
-                hop_s: float = 5.0, context_s: float = 2.0, smooth: int = 3) -> TrackAnalysis:
+    def analyze(
+        self,
+        audio: Any,
+        lyrics: Any = None,
+        *,
+        sample_rate: int | None = None,
+        window_s: float = 10.0,
+        hop_s: float = 5.0,
+        context_s: float = 2.0,
+        smooth: int = 3,
+    ) -> TrackAnalysis:
         """Timeline of a whole track: a ``TrackAnalysis`` with ``summary`` (a Prediction) and
         ``timeline`` (Segments with start/end, probabilities, valence, arousal, fusion weight and the
         lyric lines each segment read). Time-stamped lyrics are aligned to the audio; see
         ``mersdk.timeline`` for the alignment and smoothing rules."""
         from .timeline import analyze
 
-        return analyze(self, audio, lyrics, sample_rate=sample_rate, window_s=window_s, hop_s=hop_s,
-                       context_s=context_s, smooth=smooth)
+        return analyze(
+            self,
+            audio,
+            lyrics,
+            sample_rate=sample_rate,
+            window_s=window_s,
+            hop_s=hop_s,
+            context_s=context_s,
+            smooth=smooth,
+        )
 
-    def iter_analyze(self, audio: Any, lyrics: Any = None, *, sample_rate: int | None = None,
-                     window_s: float = 10.0, hop_s: float = 5.0, context_s: float = 2.0) -> Iterator[Segment]:
+    def iter_analyze(
+        self,
+        audio: Any,
+        lyrics: Any = None,
+        *,
+        sample_rate: int | None = None,
+        window_s: float = 10.0,
+        hop_s: float = 5.0,
+        context_s: float = 2.0,
+    ) -> Iterator[Segment]:
         """Generator form of ``analyze``: raw Segments as they are computed, bounded memory."""
         from .timeline import iter_analyze
 
-        return iter_analyze(self, audio, lyrics, sample_rate=sample_rate, window_s=window_s, hop_s=hop_s,
-                            context_s=context_s)
+        return iter_analyze(
+            self, audio, lyrics, sample_rate=sample_rate, window_s=window_s, hop_s=hop_s, context_s=context_s
+        )
 
-    def stream(self, sample_rate: int, lyrics: Any = None, *, channels: int = 1, window_s: float = 10.0,
-               hop_s: float = 5.0, context_s: float = 2.0) -> AnalysisStream:
+    def stream(
+        self,
+        sample_rate: int,
+        lyrics: Any = None,
+        *,
+        channels: int = 1,
+        window_s: float = 10.0,
+        hop_s: float = 5.0,
+        context_s: float = 2.0,
+    ) -> AnalysisStream:
         """Push-style timeline for players that decode themselves: ``feed(pcm_block)`` returns the
         segments completed so far, ``close()`` the rest (see ``mersdk.timeline.AnalysisStream``)::
 
@@ -237,12 +281,14 @@ class Recognizer:
         """
         from .timeline import AnalysisStream
 
-        return AnalysisStream(self, sample_rate, lyrics, channels=channels, window_s=window_s, hop_s=hop_s,
-                              context_s=context_s)
+        return AnalysisStream(
+            self, sample_rate, lyrics, channels=channels, window_s=window_s, hop_s=hop_s, context_s=context_s
+        )
 
     def __repr__(self) -> str:
-        return (f"Recognizer(model={self.checkpoint.model_hash}, backend={self.choice.name}, "
-                f"device={self.choice.device})")
+        return (
+            f"Recognizer(model={self.checkpoint.model_hash}, backend={self.choice.name}, device={self.choice.device})"
+        )
 
 
 def _unpack(x: Any) -> tuple[Any, Any, Any]:

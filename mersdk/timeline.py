@@ -76,8 +76,13 @@ class TrackAnalysis:
     smooth: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary.to_dict(), "timeline": [s.to_dict() for s in self.timeline],
-                "window_s": self.window_s, "hop_s": self.hop_s, "smooth": self.smooth}
+        return {
+            "summary": self.summary.to_dict(),
+            "timeline": [s.to_dict() for s in self.timeline],
+            "window_s": self.window_s,
+            "hop_s": self.hop_s,
+            "smooth": self.smooth,
+        }
 
 
 def lines_for_segment(lyrics: Lyrics | None, start_s: float, end_s: float, context_s: float) -> tuple[str, ...]:
@@ -96,8 +101,9 @@ def lines_for_segment(lyrics: Lyrics | None, start_s: float, end_s: float, conte
     return tuple(out)
 
 
-def _model_rate_blocks(source: Any, sample_rate: int | None, rate: int,
-                       max_duration_s: float | None) -> Iterator[np.ndarray]:
+def _model_rate_blocks(
+    source: Any, sample_rate: int | None, rate: int, max_duration_s: float | None
+) -> Iterator[np.ndarray]:
     """Mono blocks at the model rate: an array (already in memory) as one block, a file decoded as a
     stream; the minimum length is checked once the stream has ended."""
     if isinstance(source, np.ndarray):
@@ -145,23 +151,42 @@ class _SegmentMaker:
             return []
         rec, r = self.rec, self.rate
         texts = ["\n".join(w.lines) if w.lines else None for w in windows]
-        outs = run_windows(rec.runtime, [w.samples for w in windows], encode_texts(rec.runtime, texts),
-                           rec.batch_size, rec.config.text_encoder.hidden_size)
+        outs = run_windows(
+            rec.runtime,
+            [w.samples for w in windows],
+            encode_texts(rec.runtime, texts),
+            rec.batch_size,
+            rec.config.text_encoder.hidden_size,
+        )
         labels, primary = rec.labels, rec.config.primary_task
         segs = []
         for w, out in zip(windows, outs):
             probs = {lab: float(p) for lab, p in zip(labels, out[primary])}
-            segs.append(Segment(
-                start_s=round(w.start / r, 3), end_s=round((w.start + len(w.samples)) / r, 3),
-                label=max(probs, key=probs.__getitem__), probabilities=probs,
-                valence=float(out["va"][0]), arousal=float(out["va"][1]),
-                fusion_weight=float(out["gate"]), lyric_lines=w.lines,
-            ))
+            segs.append(
+                Segment(
+                    start_s=round(w.start / r, 3),
+                    end_s=round((w.start + len(w.samples)) / r, 3),
+                    label=max(probs, key=probs.__getitem__),
+                    probabilities=probs,
+                    valence=float(out["va"][0]),
+                    arousal=float(out["va"][1]),
+                    fusion_weight=float(out["gate"]),
+                    lyric_lines=w.lines,
+                )
+            )
         return segs
 
 
-def iter_analyze(rec: Recognizer, audio: Any, lyrics: Any = None, *, sample_rate: int | None = None,
-                 window_s: float = 10.0, hop_s: float = 5.0, context_s: float = 2.0) -> Iterator[Segment]:
+def iter_analyze(
+    rec: Recognizer,
+    audio: Any,
+    lyrics: Any = None,
+    *,
+    sample_rate: int | None = None,
+    window_s: float = 10.0,
+    hop_s: float = 5.0,
+    context_s: float = 2.0,
+) -> Iterator[Segment]:
     """Raw segments in time order (see module docstring); ``rec`` is a Recognizer."""
     window_s, hop_s = check_window_options(window_s, hop_s)
     maker = _SegmentMaker(rec, load_lyrics(lyrics), window_s, hop_s, context_s)
@@ -181,8 +206,17 @@ class AnalysisStream:
     context manager (leaving it closes the stream; call ``close()`` yourself to get the last
     segments). One stream serves one thread at a time; several streams may share a Recognizer."""
 
-    def __init__(self, rec: Recognizer, sample_rate: int, lyrics: Any = None, *, channels: int = 1,
-                 window_s: float = 10.0, hop_s: float = 5.0, context_s: float = 2.0):
+    def __init__(
+        self,
+        rec: Recognizer,
+        sample_rate: int,
+        lyrics: Any = None,
+        *,
+        channels: int = 1,
+        window_s: float = 10.0,
+        hop_s: float = 5.0,
+        context_s: float = 2.0,
+    ):
         window_s, hop_s = check_window_options(window_s, hop_s)
         if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= 64:
             raise InvalidOptionError(f"channels must be an integer from 1 to 64, got {channels!r}")
@@ -229,9 +263,15 @@ def smooth_segments(segs: list[Segment], n: int) -> list[Segment]:
     for i, s in enumerate(segs):
         nb = segs[max(0, i - half) : i + half + 1]
         probs = _pooled_probabilities(nb)
-        out.append(dataclasses.replace(
-            s, probabilities=probs, label=max(probs, key=probs.__getitem__),
-            valence=float(np.mean([x.valence for x in nb])), arousal=float(np.mean([x.arousal for x in nb]))))
+        out.append(
+            dataclasses.replace(
+                s,
+                probabilities=probs,
+                label=max(probs, key=probs.__getitem__),
+                valence=float(np.mean([x.valence for x in nb])),
+                arousal=float(np.mean([x.arousal for x in nb])),
+            )
+        )
     return out
 
 
@@ -241,21 +281,37 @@ def _pooled_probabilities(segs: list[Segment]) -> dict[str, float]:
     return {k: float(v) for k, v in zip(keys, p)}
 
 
-def analyze(rec: Recognizer, audio: Any, lyrics: Any = None, *, sample_rate: int | None = None,
-            window_s: float = 10.0, hop_s: float = 5.0, context_s: float = 2.0, smooth: int = 3) -> TrackAnalysis:
+def analyze(
+    rec: Recognizer,
+    audio: Any,
+    lyrics: Any = None,
+    *,
+    sample_rate: int | None = None,
+    window_s: float = 10.0,
+    hop_s: float = 5.0,
+    context_s: float = 2.0,
+    smooth: int = 3,
+) -> TrackAnalysis:
     if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
         raise InvalidOptionError(f"smooth must be an integer >= 1, got {smooth!r}")
     window_s, hop_s = check_window_options(window_s, hop_s)
     ly = load_lyrics(lyrics)
-    raw = list(iter_analyze(rec, audio, ly, sample_rate=sample_rate, window_s=window_s, hop_s=hop_s,
-                            context_s=context_s))
+    raw = list(
+        iter_analyze(rec, audio, ly, sample_rate=sample_rate, window_s=window_s, hop_s=hop_s, context_s=context_s)
+    )
     probs = _pooled_probabilities(raw)
     summary = Prediction(
-        label=max(probs, key=probs.__getitem__), probabilities=probs,
-        valence=float(np.mean([s.valence for s in raw])), arousal=float(np.mean([s.arousal for s in raw])),
-        lyrics_used=any(s.lyric_lines for s in raw), fusion_weight=float(np.mean([s.fusion_weight for s in raw])),
-        duration_s=max(s.end_s for s in raw), backend=rec.backend, task_probabilities={rec.config.primary_task: probs},
-        n_windows=len(raw), model=rec.checkpoint.model_hash,
+        label=max(probs, key=probs.__getitem__),
+        probabilities=probs,
+        valence=float(np.mean([s.valence for s in raw])),
+        arousal=float(np.mean([s.arousal for s in raw])),
+        lyrics_used=any(s.lyric_lines for s in raw),
+        fusion_weight=float(np.mean([s.fusion_weight for s in raw])),
+        duration_s=max(s.end_s for s in raw),
+        backend=rec.backend,
+        task_probabilities={rec.config.primary_task: probs},
+        n_windows=len(raw),
+        model=rec.checkpoint.model_hash,
     )
     return TrackAnalysis(summary, tuple(smooth_segments(raw, smooth)), window_s, hop_s, smooth)
 
@@ -288,7 +344,12 @@ def plot_analysis(analysis: TrackAnalysis, lyrics: Lyrics | None, out_path: str,
         ax.text((s.start_s + s.end_s) / 2, -0.98, s.label, fontsize=7, ha="center", color="0.25")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_xlim(0, max(s.end_s for s in tl))
-    fig.suptitle(f"{title or 'mersdk timeline'}   (segments of {analysis.window_s:g} s every {analysis.hop_s:g} s, "
-                 f"smoothing {analysis.smooth})", fontsize=9, x=0.01, ha="left")
+    fig.suptitle(
+        f"{title or 'mersdk timeline'}   (segments of {analysis.window_s:g} s every {analysis.hop_s:g} s, "
+        f"smoothing {analysis.smooth})",
+        fontsize=9,
+        x=0.01,
+        ha="left",
+    )
     fig.tight_layout()
     fig.savefig(out_path, dpi=130)

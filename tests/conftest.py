@@ -35,7 +35,7 @@ def recognizer():
 
     return mersdk.Recognizer(backend="torch")
 
-from mersdk.checkpoint import DEFAULT_MODEL_DIR, CONFIG_NAME, WEIGHTS_NAME
+
 
 
 def copy_checkpoint(dst: Path) -> Path:

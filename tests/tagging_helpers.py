@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import DATA, tone
 
 HAVE_MUTAGEN = importlib.util.find_spec("mutagen") is not None
@@ -48,15 +47,17 @@ def write_clip(path: Path, container: str, seconds: float = 1.5, seed: int = 0) 
     """A short clip in ``container`` (a key of SOUNDFILE_CONTAINERS, or "m4a-aac" / "m4a-alac", or
     "m4a-aac-faststart": the index (moov) before the audio, so a bigger tag moves the audio)."""
     if container.startswith("m4a"):
-        return _write_with_pyav(path, "alac" if container == "m4a-alac" else "aac", seconds, seed,
-                                faststart=container.endswith("faststart"))
+        return _write_with_pyav(
+            path, "alac" if container == "m4a-alac" else "aac", seconds, seed, faststart=container.endswith("faststart")
+        )
     _, fmt, subtype, sr = SOUNDFILE_CONTAINERS[container]
     sf.write(path, source_signal(seconds, sr, seed), sr, format=fmt, subtype=subtype)
     return path
 
 
-def _write_with_pyav(path: Path, codec: str, seconds: float, seed: int, sr: int = 44100,
-                     faststart: bool = False) -> Path:
+def _write_with_pyav(
+    path: Path, codec: str, seconds: float, seed: int, sr: int = 44100, faststart: bool = False
+) -> Path:
     import av
 
     x = source_signal(seconds, sr, seed)
@@ -66,7 +67,9 @@ def _write_with_pyav(path: Path, codec: str, seconds: float, seed: int, sr: int 
         frame = av.AudioFrame.from_ndarray(x[None, :], format="fltp", layout="mono")
         frame.sample_rate = sr
         fmt = stream.codec_context.codec.audio_formats[0].name
-        resampler = av.AudioResampler(format=fmt, layout="mono", rate=sr, frame_size=stream.codec_context.frame_size or None)
+        resampler = av.AudioResampler(
+            format=fmt, layout="mono", rate=sr, frame_size=stream.codec_context.frame_size or None
+        )
         for f in resampler.resample(frame) + resampler.resample(None):
             for packet in stream.encode(f):
                 c.mux(packet)
@@ -84,7 +87,9 @@ def write_wma(path: Path, seconds: float = 1.5, sr: int = 44100) -> Path:
         stream.bit_rate = 64000
         frame = av.AudioFrame.from_ndarray(x[None, :], format="fltp", layout="mono")
         frame.sample_rate = sr
-        resampler = av.AudioResampler(format="fltp", layout="mono", rate=sr, frame_size=stream.codec_context.frame_size or None)
+        resampler = av.AudioResampler(
+            format="fltp", layout="mono", rate=sr, frame_size=stream.codec_context.frame_size or None
+        )
         for f in resampler.resample(frame) + resampler.resample(None):
             for packet in stream.encode(f):
                 c.mux(packet)

@@ -5,12 +5,11 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import EXAMPLE_AUDIO, tone
 
 import mersdk
 from mersdk import audio as audio_mod
 from mersdk.lyrics import MAX_LYRICS_CHARS, load_lyrics
-
-from conftest import EXAMPLE_AUDIO, tone
 
 
 def test_missing_file(recognizer, tmp_path):
@@ -97,7 +96,7 @@ def test_dtypes_and_channels_are_equivalent(recognizer):
         (np.round(x * 32767).astype(np.int16), 16000, ref),
         ((x.astype(np.float64) * 2**31 * 0.999).astype(np.int32), 16000, ref_999),
         (x.astype(np.float64), 16000, ref),
-        (np.stack([x, x], axis=1), 16000, ref),     # (n, channels)
+        (np.stack([x, x], axis=1), 16000, ref),  # (n, channels)
         (np.stack([x, x, x, x, x, x]), 16000, ref),  # (channels, n), 6 channels
     ]
     for arr, sr, want in variants:
@@ -129,9 +128,16 @@ def test_sample_rates_out_of_range(recognizer, sr):
         recognizer.predict(tone(1.0, sr=16000), sample_rate=sr)
 
 
-@pytest.mark.parametrize("fmt,subtype,ext", [("WAV", "PCM_16", "wav"), ("FLAC", "PCM_24", "flac"),
-                                             ("OGG", "OPUS", "opus"), ("OGG", "VORBIS", "ogg"),
-                                             ("MP3", "MPEG_LAYER_III", "mp3")])
+@pytest.mark.parametrize(
+    "fmt,subtype,ext",
+    [
+        ("WAV", "PCM_16", "wav"),
+        ("FLAC", "PCM_24", "flac"),
+        ("OGG", "OPUS", "opus"),
+        ("OGG", "VORBIS", "ogg"),
+        ("MP3", "MPEG_LAYER_III", "mp3"),
+    ],
+)
 def test_formats(recognizer, tmp_path, fmt, subtype, ext):
     f = tmp_path / f"x.{ext}"
     sr = 48000 if subtype == "OPUS" else 44100
@@ -161,11 +167,14 @@ def test_long_file_streams_and_limit(recognizer, tmp_path, monkeypatch):
         short_limit.predict(tone(61.0, sr=8000), sample_rate=8000)
 
 
-@pytest.mark.parametrize("lyrics", [
-    "Ça va? Ich liebe dich. 愛してる. Я тебя люблю.",
-    "🎵🔥💃 party 🎉" * 20,
-    "la " * 16000 + "\n",  # ~50,000 characters, several LM windows
-])
+@pytest.mark.parametrize(
+    "lyrics",
+    [
+        "Ça va? Ich liebe dich. 愛してる. Я тебя люблю.",
+        "🎵🔥💃 party 🎉" * 20,
+        "la " * 16000 + "\n",  # ~50,000 characters, several LM windows
+    ],
+)
 def test_lyrics_variants(recognizer, lyrics):
     p = recognizer.predict(tone(2.0), lyrics, sample_rate=16000)
     assert p.lyrics_used and 0 < p.fusion_weight <= 1
@@ -189,6 +198,10 @@ def test_lyrics_bytes_and_files(recognizer, tmp_path):
 
 def test_lrc_parsing():
     ly = load_lyrics("[ar:Someone]\n[00:10.00]second\n[00:01.50][00:20.00]first and third\n[xx:yy]broken\n")
-    assert [(l.time_s, l.text) for l in ly.lines] == [
-        (1.5, "first and third"), (10.0, "second"), (20.0, "first and third"), (None, "[xx:yy]broken")]
+    assert [(line.time_s, line.text) for line in ly.lines] == [
+        (1.5, "first and third"),
+        (10.0, "second"),
+        (20.0, "first and third"),
+        (None, "[xx:yy]broken"),
+    ]
     assert ly.timed and "Someone" not in ly.text

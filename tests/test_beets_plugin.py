@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS, ROOT
 from tagging_helpers import write_clip
 
@@ -23,10 +22,20 @@ TOL = 1e-3
 
 
 def beet(home: Path, *args: str, timeout: float = 300) -> str:
-    env = dict(os.environ, BEETSDIR=str(home), HOME=str(home),
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.run([sys.executable, "-m", "beets", *args], env=env, capture_output=True, text=True,
-                       timeout=timeout, stdin=subprocess.DEVNULL)
+    env = dict(
+        os.environ,
+        BEETSDIR=str(home),
+        HOME=str(home),
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    p = subprocess.run(
+        [sys.executable, "-m", "beets", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     assert p.returncode == 0, f"beet {' '.join(args)} failed:\n{p.stdout}\n{p.stderr}"
     return p.stdout
 
@@ -57,7 +66,8 @@ def library(tmp_path_factory):
     (home / "config.yaml").write_text(
         f"directory: {home / 'music'}\nlibrary: {home / 'library.db'}\nplugins: [mersdk]\n"
         "import:\n  copy: no\n  write: no\n  resume: no\n"
-        "mersdk:\n  backend: torch\n  auto: yes\n")
+        "mersdk:\n  backend: torch\n  auto: yes\n"
+    )
     beet(home, "import", "-A", "-q", str(src))
     return home, src
 
@@ -116,8 +126,13 @@ def test_command_writes_standard_mood_tags(library):
     assert ogg["MOOD"] == [rows["mid.ogg"]["mood"]] and ogg["MERSDK_MODEL"] == [rows["mid.ogg"]["model"]]
     import mediafile
 
-    assert abs(float(mediafile.MediaFile(str(src / "plain.flac")).mgfile["MERSDK_AROUSAL"][0])
-               - rows["plain.flac"]["arousal"]) <= TOL
+    assert (
+        abs(
+            float(mediafile.MediaFile(str(src / "plain.flac")).mgfile["MERSDK_AROUSAL"][0])
+            - rows["plain.flac"]["arousal"]
+        )
+        <= TOL
+    )
 
 
 def test_playlist_from_beets(library, tmp_path):
@@ -135,6 +150,11 @@ def test_playlist_from_beets(library, tmp_path):
         assert lines[1 + 2 * i] == "#EXTINF:16,Example - Sunny Day"
     assert (tmp_path / "va.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     env = dict(os.environ, BEETSDIR=str(home), HOME=str(home), PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-m", "beets", "mersdk-playlist", "--mood", "nonesuch"], env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "beets", "mersdk-playlist", "--mood", "nonesuch"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode != 0 and "no track is labelled 'nonesuch'" in p.stderr

@@ -7,8 +7,15 @@ import shutil
 import pytest
 import torch
 
-from mersdk.checkpoint import (DEFAULT_MODEL_DIR, load_model, load_state_dict, model_config_sha256, read_checkpoint,
-                               save_checkpoint, upgrade_checkpoint)
+from mersdk.checkpoint import (
+    DEFAULT_MODEL_DIR,
+    load_model,
+    load_state_dict,
+    model_config_sha256,
+    read_checkpoint,
+    save_checkpoint,
+    upgrade_checkpoint,
+)
 from mersdk.config import ModelConfig
 from mersdk.errors import CheckpointError
 from mersdk.model import EmotionModel

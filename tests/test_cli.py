@@ -9,8 +9,13 @@ from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS
 
 
 def mersdk(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "mersdk", *map(str, args)], capture_output=True, text=True,
-                       cwd=tempfile.gettempdir(), timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "mersdk", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        timeout=300,
+    )
     if check:
         assert r.returncode == 0, r.stderr
     return r

@@ -5,11 +5,10 @@ import sys
 
 import numpy as np
 import pytest
+from tagging_helpers import needs_av, write_clip, write_wma
 
 import mersdk
 from mersdk.audio import load_audio
-
-from tagging_helpers import needs_av, write_clip, write_wma
 
 
 @needs_av
@@ -26,7 +25,6 @@ def test_pyav_decodes_what_libsndfile_cannot(tmp_path, container):
 def test_pyav_lossless_matches_soundfile_path(tmp_path):
     """ALAC decoded by PyAV equals the same signal written as WAV and decoded by libsndfile."""
     import soundfile as sf
-
     from tagging_helpers import source_signal
 
     write_clip(tmp_path / "x.m4a", "m4a-alac")

@@ -35,7 +35,9 @@ def test_manifest_opset_and_dynamic_axes(exported_ckpt):
     for path, names in ((exp.model_path, MODEL_INPUTS), (exp.text_encoder_path, TEXT_INPUTS)):
         onnx.checker.check_model(str(path))
         m = onnx.load(str(path), load_external_data=False)
-        assert not any(i.data_location == onnx.TensorProto.EXTERNAL for i in m.graph.initializer), "weights must be embedded"
+        assert not any(i.data_location == onnx.TensorProto.EXTERNAL for i in m.graph.initializer), (
+            "weights must be embedded"
+        )
         assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [OPSET]
         assert [i.name for i in m.graph.input] == list(names)
         for i in m.graph.input:  # batch and length axes symbolic; feature axes fixed
@@ -79,7 +81,7 @@ def test_text_encoder_onnx_matches_torch(exported_ckpt):
     for n, L in ((1, 3), (3, 256), (2, 97)):
         ids = torch.randint(1000, 20000, (n, L), generator=g)
         att = torch.ones_like(ids)
-        att[-1, L // 3 + 1:] = 0
+        att[-1, L // 3 + 1 :] = 0
         with torch.no_grad():
             ref = ExportedTextEncoder(lm)(ids, att).numpy()
         got = sess.run([TEXT_OUTPUT], {"input_ids": ids.numpy(), "attention_mask": att.numpy()})[0]
@@ -105,7 +107,9 @@ def test_masked_attention_exports_all_masked_rows_as_zeros(tmp_path):
     dyn = {"q": {0: b}, "k": {0: b, 2: tk}, "v": {0: b, 2: tk}, "key_mask": {0: b, 1: tk}}
     path = tmp_path / "attn.onnx"
     with _quiet(False):
-        torch.onnx.export(Attn().eval(), (q, k, v, mask), dynamo=True, dynamic_shapes=dyn, opset_version=OPSET).save(str(path))
+        torch.onnx.export(Attn().eval(), (q, k, v, mask), dynamo=True, dynamic_shapes=dyn, opset_version=OPSET).save(
+            str(path)
+        )
     sess = _session(path)
     for n_keys in (5, 1, 300):
         kk, vv = (torch.randn(2, 4, n_keys, 8, generator=g) for _ in range(2))
@@ -182,13 +186,29 @@ def test_text_encoder_parses_in_tensorrt_rtx(exported_ckpt, tmp_path):
 
     ck = read_checkpoint(exported_ckpt)
     prof = profile_for(ck.config, "text_encoder", max_batch=4)
-    path = build_engine(find_export(ck)[0].text_encoder_path, prof, "fp32", cache_dir=tmp_path, trt=trt, log=lambda *_: None)
+    path = build_engine(
+        find_export(ck)[0].text_encoder_path, prof, "fp32", cache_dir=tmp_path, trt=trt, log=lambda *_: None
+    )
     assert path.is_file()
 
 
 def test_compare_cli_on_synthetic_clips(exported_ckpt, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "mersdk", "export", "compare", "--checkpoint", str(exported_ckpt),
-                        "--data", str(tmp_path / "none")],
-                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mersdk",
+            "export",
+            "compare",
+            "--checkpoint",
+            str(exported_ckpt),
+            "--data",
+            str(tmp_path / "none"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "onnx " in r.stdout and "ok" in r.stdout and "tensorrt-fp16" in r.stdout

@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import EXAMPLE_AUDIO, tone
 
 import mersdk
 from mersdk.audio import MAX_SAMPLE_ABS, load_audio
 from mersdk.lyrics import MAX_LYRICS_BYTES, load_lyrics, parse_lyrics_text, read_lyrics_file
-
-from conftest import EXAMPLE_AUDIO, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @contextlib.contextmanager
 def deadline(seconds: float):
     """Fail (instead of hanging the suite) when the block takes longer than ``seconds``."""
+
     def expired(signum, frame):
         raise TimeoutError(f"still running after {seconds} s: a hang")
 
@@ -74,6 +74,7 @@ SPECIAL = {  # kind -> what the message must say
 
 
 # ---- only regular files are opened -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", SPECIAL)
 def test_audio_path_must_be_a_regular_file(tmp_path, kind):
@@ -122,8 +123,8 @@ def test_dev_zero_is_never_read(tmp_path):
 import mersdk
 from mersdk.audio import load_audio
 from mersdk.lyrics import load_lyrics
-for f, err in ((lambda: load_audio({str(tmp_path / 'z.wav')!r}, 16000), mersdk.AudioDecodeError),
-               (lambda: load_lyrics({str(tmp_path / 'z.txt')!r}), mersdk.LyricsError)):
+for f, err in ((lambda: load_audio({str(tmp_path / "z.wav")!r}, 16000), mersdk.AudioDecodeError),
+               (lambda: load_lyrics({str(tmp_path / "z.txt")!r}), mersdk.LyricsError)):
     try:
         f()
     except err as e:
@@ -175,6 +176,7 @@ def test_file_objects_that_are_not_seekable_binary_files(tmp_path):
 
 
 # ---- arrays: bounded work, no NaN out --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("shape", [(5 * 3600 * 44100,), (5 * 3600 * 44100, 2), (2, 5 * 3600 * 44100)])
 def test_too_long_array_is_refused_from_its_shape(shape):
@@ -240,20 +242,24 @@ def test_sample_rate_numeric_types_accepted(sr):
     assert load_audio(tone(1.0, sr=44100), 16000, sample_rate=sr).source_sample_rate == 44100
 
 
-@pytest.mark.parametrize("source,match", [
-    ([[0.0] * 20000, [0.0] * 10000], "rectangular"),
-    ([["a"] * 20000], "dtype"),
-    ([[[0.0] * 20000]], "shape"),
-    (np.array(0.5, np.float32), "shape"),
-    (np.float32(0.5), "unsupported audio source"),
-    (np.array([None] * 20000), "dtype"),
-])
+@pytest.mark.parametrize(
+    "source,match",
+    [
+        ([[0.0] * 20000, [0.0] * 10000], "rectangular"),
+        ([["a"] * 20000], "dtype"),
+        ([[[0.0] * 20000]], "shape"),
+        (np.array(0.5, np.float32), "shape"),
+        (np.float32(0.5), "unsupported audio source"),
+        (np.array([None] * 20000), "dtype"),
+    ],
+)
 def test_odd_arrays_and_lists(source, match):
     with pytest.raises(mersdk.InvalidAudioError, match=match):
         load_audio(source, 16000, sample_rate=16000)
 
 
 # ---- damaged and disguised files ----------------------------------------------------------------
+
 
 def test_flac_cut_mid_stream_uses_what_decodes(tmp_path, caplog):
     data = EXAMPLE_AUDIO.read_bytes()
@@ -311,6 +317,7 @@ def test_random_bytes_object(recognizer):
 
 # ---- lyrics: text or path, unambiguous -------------------------------------------------------------
 
+
 def test_lyrics_text_versus_path(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     # text that ends like a file name is text when no such file exists
@@ -342,20 +349,42 @@ def test_lyrics_text_versus_path(tmp_path, monkeypatch, caplog):
 
 # ---- the command line ------------------------------------------------------------------------------
 
+
 def cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "mersdk", *map(str, args)], capture_output=True, text=True,
-                          cwd=tempfile.gettempdir(), timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "mersdk", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        timeout=timeout,
+        env=env,
+    )
 
 
-@pytest.mark.parametrize("args", [
-    ["--window-s", "0"], ["--window-s", "nan"], ["--window-s", "inf"], ["--window-s", "x"], ["--hop-s", "-1"],
-    ["--hop-s", "0"], ["--smooth", "0"], ["--plot", "/nonexistent/x.png"], ["--plot", "{tmp}"],
-    ["--plot", "{tmp}/x.notanimage"], ["--backend", "foo"], ["--device", "tpu"],
-    ["--lyrics-file", "{tmp}/l.lrc", "--lyrics-text", "hi"], ["--lyrics-file", "{tmp}/missing"],
-    ["--lyrics", "{tmp}/fifo.lrc"], ["--lyrics-file", "{tmp}"], ["--plot", "{tmp}/fifo.png"],
-    ["--plot", "{tmp}/loop.png"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--window-s", "0"],
+        ["--window-s", "nan"],
+        ["--window-s", "inf"],
+        ["--window-s", "x"],
+        ["--hop-s", "-1"],
+        ["--hop-s", "0"],
+        ["--smooth", "0"],
+        ["--plot", "/nonexistent/x.png"],
+        ["--plot", "{tmp}"],
+        ["--plot", "{tmp}/x.notanimage"],
+        ["--backend", "foo"],
+        ["--device", "tpu"],
+        ["--lyrics-file", "{tmp}/l.lrc", "--lyrics-text", "hi"],
+        ["--lyrics-file", "{tmp}/missing"],
+        ["--lyrics", "{tmp}/fifo.lrc"],
+        ["--lyrics-file", "{tmp}"],
+        ["--plot", "{tmp}/fifo.png"],
+        ["--plot", "{tmp}/loop.png"],
+    ],
+)
 def test_analyze_usage_errors_before_any_work(tmp_path, args):
     os.mkfifo(tmp_path / "fifo.lrc")
     os.mkfifo(tmp_path / "fifo.png")
@@ -427,13 +456,22 @@ def test_fuzz_audio_bytes(data, magic):
 
 
 @FUZZ
-@given(hnp.arrays(dtype=st.sampled_from([np.float32, np.float64, np.int16, np.int32, np.uint8, np.float16]),
-                  shape=st.one_of(st.tuples(st.integers(1, 40000)),
-                                  st.tuples(st.integers(1, 9), st.integers(1, 20000)),
-                                  st.tuples(st.integers(1, 20000), st.integers(1, 9)),
-                                  st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 100)))),
-       st.one_of(st.sampled_from([8000, 16000, 44100, 48000.0]), st.integers(-10, 400000),
-                 st.floats(allow_nan=True, allow_infinity=True)))
+@given(
+    hnp.arrays(
+        dtype=st.sampled_from([np.float32, np.float64, np.int16, np.int32, np.uint8, np.float16]),
+        shape=st.one_of(
+            st.tuples(st.integers(1, 40000)),
+            st.tuples(st.integers(1, 9), st.integers(1, 20000)),
+            st.tuples(st.integers(1, 20000), st.integers(1, 9)),
+            st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 100)),
+        ),
+    ),
+    st.one_of(
+        st.sampled_from([8000, 16000, 44100, 48000.0]),
+        st.integers(-10, 400000),
+        st.floats(allow_nan=True, allow_infinity=True),
+    ),
+)
 def test_fuzz_audio_arrays(x, sr):
     try:
         a = load_audio(x, 16000, sample_rate=sr, max_duration_s=60)
@@ -443,9 +481,15 @@ def test_fuzz_audio_arrays(x, sr):
 
 
 @FUZZ
-@given(st.one_of(st.text(max_size=400), st.binary(max_size=400),
-                 st.lists(st.tuples(st.integers(0, 999), st.floats(0, 99), st.text(max_size=20)), max_size=20).map(
-                     lambda rows: "\n".join(f"[{m}:{s:05.2f}]{t}" for m, s, t in rows))))
+@given(
+    st.one_of(
+        st.text(max_size=400),
+        st.binary(max_size=400),
+        st.lists(st.tuples(st.integers(0, 999), st.floats(0, 99), st.text(max_size=20)), max_size=20).map(
+            lambda rows: "\n".join(f"[{m}:{s:05.2f}]{t}" for m, s, t in rows)
+        ),
+    )
+)
 def test_fuzz_lyrics(text):
     try:
         ly = load_lyrics(text)

@@ -33,7 +33,8 @@ MODULES = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
 def _is_type_checking(node: ast.If) -> bool:
     t = node.test
     return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+    )
 
 
 def _runtime_nodes(tree: ast.AST):
@@ -83,7 +84,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(n)
         for m in sorted(graph[n]):
             if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in state:
                 found = visit(m)
                 if found:
@@ -121,8 +122,9 @@ SKIP = {"mersdk.__main__"}
 
 @pytest.mark.parametrize("name", [n for n in MODULES if n not in SKIP])
 def test_each_module_imports_alone(name):
-    r = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True,
-                       cwd=tempfile.gettempdir(), timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", f"import {name}"], capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=300
+    )
     if r.returncode and "No module named" in r.stderr and "mersdk" not in r.stderr.splitlines()[-1]:
         pytest.skip(f"an optional dependency is missing: {r.stderr.splitlines()[-1]}")
     assert r.returncode == 0, r.stderr

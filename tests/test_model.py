@@ -23,7 +23,9 @@ def run(model, mel, lengths, emb, mask):
 
 
 def test_output_shapes_and_ranges(model):
-    out = run(model, torch.randn(3, 64, 700), [700, 400, 26], torch.randn(3, 9, 384), torch.ones(3, 9, dtype=torch.bool))
+    out = run(
+        model, torch.randn(3, 64, 700), [700, 400, 26], torch.randn(3, 9, 384), torch.ones(3, 9, dtype=torch.bool)
+    )
     assert out["quadrant"].shape == (3, 4) and out["cluster"].shape == (3, 5)
     assert out["va"].shape == (3, 2) and out["va"].abs().max() <= 1
     assert out["gate"].shape == (3,) and ((out["gate"] >= 0) & (out["gate"] <= 1)).all()
@@ -61,8 +63,10 @@ def test_masked_attention_matches_sdpa_and_zeroes_empty_rows():
     mask = torch.tensor([[1] * 7, [1, 1, 1, 0, 0, 0, 0], [0] * 7], dtype=torch.bool)
     out = masked_attention(q, k, v, mask)
     for b in range(2):
-        want = torch.nn.functional.scaled_dot_product_attention(q[b:b+1], k[b:b+1], v[b:b+1], attn_mask=mask[b:b+1, None, None, :])
-        torch.testing.assert_close(out[b:b+1], want, atol=1e-5, rtol=1e-5)
+        want = torch.nn.functional.scaled_dot_product_attention(
+            q[b : b + 1], k[b : b + 1], v[b : b + 1], attn_mask=mask[b : b + 1, None, None, :]
+        )
+        torch.testing.assert_close(out[b : b + 1], want, atol=1e-5, rtol=1e-5)
     assert torch.isfinite(out).all() and (out[2] == 0).all()
 
 
@@ -75,7 +79,9 @@ def test_config_json_round_trip():
 def test_gradients_flow_through_all_parts():
     torch.manual_seed(0)
     m = EmotionModel(ModelConfig()).train()
-    out = m(torch.randn(2, 64, 300), torch.tensor([300, 200]), torch.randn(2, 8, 384), torch.ones(2, 8, dtype=torch.bool))
+    out = m(
+        torch.randn(2, 64, 300), torch.tensor([300, 200]), torch.randn(2, 8, 384), torch.ones(2, 8, dtype=torch.bool)
+    )
     (out["quadrant"].sum() + out["cluster"].sum() + out["va"].sum()).backward()
     no_grad = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not no_grad, no_grad

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import DATA, needs_data
 
 from mersdk.config import MUSICNN_FRONTEND, ModelConfig
 from mersdk.errors import CheckpointError
 from mersdk.features import log_mel
 from mersdk.model import EmotionModel, Musicnn, MusicnnEncoder, load_pretrained_audio
-
-from conftest import DATA, needs_data
 
 FIXTURES = Path(__file__).parent / "data"
 PATCH = 187
@@ -114,8 +113,15 @@ def test_patches_padding_never_changes_tokens():
     """A short clip alone and in a batch beside a longer one gives the same tokens; a tail shorter than
     a patch is dropped; a clip shorter than one patch is padded with silence (one token)."""
     torch.manual_seed(0)
-    cfg = ModelConfig(frontend=MUSICNN_FRONTEND, audio_encoder="musicnn_msd", patch_frames=40, d_model=32,
-                      n_heads=2, ffn_dim=64, n_layers=1)
+    cfg = ModelConfig(
+        frontend=MUSICNN_FRONTEND,
+        audio_encoder="musicnn_msd",
+        patch_frames=40,
+        d_model=32,
+        n_heads=2,
+        ffn_dim=64,
+        n_layers=1,
+    )
     model = EmotionModel(cfg).eval()
     mel = torch.rand(2, 96, 130) * 3
     lengths = torch.tensor([130, 95])
@@ -136,8 +142,16 @@ def test_patches_padding_never_changes_tokens():
 
 def test_forward_features_equals_forward():
     torch.manual_seed(1)
-    cfg = ModelConfig(frontend=MUSICNN_FRONTEND, audio_encoder="musicnn_msd", patch_frames=40, d_model=32,
-                      n_heads=2, ffn_dim=64, n_layers=1, audio_layer="pooled")
+    cfg = ModelConfig(
+        frontend=MUSICNN_FRONTEND,
+        audio_encoder="musicnn_msd",
+        patch_frames=40,
+        d_model=32,
+        n_heads=2,
+        ffn_dim=64,
+        n_layers=1,
+        audio_layer="pooled",
+    )
     model = EmotionModel(cfg).eval()
     mel, lengths = torch.rand(1, 96, 90) * 3, torch.tensor([90])
     lyr, mask = torch.randn(1, 5, 384), torch.ones(1, 5, dtype=torch.bool)
@@ -174,8 +188,16 @@ def test_max_patches_keeps_the_central_patches_of_each_row():
     """With max_patches=2 a 5-patch row keeps patches 1-2 and a 3-patch row patches 0-1, whatever the
     batch; the same tokens as running those frames alone without the cap."""
     torch.manual_seed(2)
-    kw = dict(frontend=MUSICNN_FRONTEND, audio_encoder="musicnn_msd", patch_frames=40, d_model=32, n_heads=2,
-              ffn_dim=64, n_layers=1, audio_layer="mean_pool")
+    kw = dict(
+        frontend=MUSICNN_FRONTEND,
+        audio_encoder="musicnn_msd",
+        patch_frames=40,
+        d_model=32,
+        n_heads=2,
+        ffn_dim=64,
+        n_layers=1,
+        audio_layer="mean_pool",
+    )
     capped = EmotionModel(ModelConfig(max_patches=2, **kw)).eval()
     plain = EmotionModel(ModelConfig(**kw)).eval()
     plain.load_state_dict(capped.state_dict())

@@ -10,11 +10,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import DATA as SHARED_DATA  # $MERSDK_DATA or ../shared/data
 
 from mersdk import BackendUnavailableError, Recognizer
 from mersdk.export.compare import TOLERANCES, max_diffs, predict_all, shared_clips, synthetic_clips
-
-from conftest import DATA as SHARED_DATA  # $MERSDK_DATA or ../shared/data
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
@@ -36,8 +35,10 @@ def test_parity_synthetic(recognizers):
 
 def test_parity_batched_with_and_without_lyrics(recognizers):
     rng = np.random.default_rng(3)
-    items = [((0.1 * rng.standard_normal(n)).astype(np.float32), ly, 16000)
-             for n, ly in ((16000 * 7, "la la la\nsing it loud"), (16000 * 31, None), (16000 * 2, "quiet words"))]
+    items = [
+        ((0.1 * rng.standard_normal(n)).astype(np.float32), ly, 16000)
+        for n, ly in ((16000 * 7, "la la la\nsing it loud"), (16000 * 31, None), (16000 * 2, "quiet words"))
+    ]
     a, b = (r.predict_batch(items, batch_size=3) for r in recognizers)
     for x, y in zip(a, b):
         assert x.lyrics_used == y.lyrics_used
@@ -84,7 +85,9 @@ def test_onnx_backend_never_imports_torch(exported_ckpt):
         assert not bad, bad
         print("ok", rec.choice.reason)
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir())
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir()
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.startswith("ok")
 
@@ -124,14 +127,20 @@ def test_tensorrt_explicit_says_why(exported_ckpt):
 
 
 def test_session_options(exported_ckpt):
-    rec = Recognizer(exported_ckpt, backend="onnx", num_threads=1,
-                     backend_options={"graph_optimization_level": "basic", "inter_op_threads": 1})
+    rec = Recognizer(
+        exported_ckpt,
+        backend="onnx",
+        num_threads=1,
+        backend_options={"graph_optimization_level": "basic", "inter_op_threads": 1},
+    )
     so = rec._backend.session.get_session_options()
     assert so.intra_op_num_threads == 1
     # no spin-waiting by default: the two sessions alternate and would steal each other's cores
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     spin = Recognizer(exported_ckpt, backend="onnx", backend_options={"allow_spinning": True})
-    assert spin._backend.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert (
+        spin._backend.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    )
     with pytest.raises(ValueError, match="graph_optimization_level"):
         Recognizer(exported_ckpt, backend="onnx", backend_options={"graph_optimization_level": "max"})
     with pytest.raises(ValueError, match="no option.*precision.*it takes"):

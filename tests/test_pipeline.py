@@ -7,13 +7,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import EXAMPLE_LYRICS, tone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mersdk
-from mersdk.pipeline import ONE_WINDOW_SLACK, Windower, WindowCutter, check_window_options, window_bounds
-
-from conftest import EXAMPLE_LYRICS, tone
+from mersdk.pipeline import ONE_WINDOW_SLACK, WindowCutter, Windower, check_window_options, window_bounds
 
 
 def cut_in_blocks(n: int, sizes: list[int]) -> list[int]:
@@ -30,8 +29,13 @@ def cut_in_blocks(n: int, sizes: list[int]) -> list[int]:
 
 # ---- windowing ----------------------------------------------------------------------------------
 @settings(max_examples=300, deadline=None)
-@given(n=st.integers(1, 5000), win=st.integers(1, 700), hop=st.integers(1, 700),
-       slack=st.sampled_from([1.0, ONE_WINDOW_SLACK]), sizes=st.lists(st.integers(1, 900), max_size=30))
+@given(
+    n=st.integers(1, 5000),
+    win=st.integers(1, 700),
+    hop=st.integers(1, 700),
+    slack=st.sampled_from([1.0, ONE_WINDOW_SLACK]),
+    sizes=st.lists(st.integers(1, 900), max_size=30),
+)
 def test_cutter_on_a_stream_equals_the_rule_for_a_known_length(n, win, hop, slack, sizes):
     sr = 100  # window_s and hop_s in hundredths: exact sample counts
     expected = window_bounds(n, sr, win / sr, hop / sr, slack)
@@ -39,7 +43,7 @@ def test_cutter_on_a_stream_equals_the_rule_for_a_known_length(n, win, hop, slac
     got = []
     for b in cut_in_blocks(n, sizes):
         got += [(s, s + cut.win) for s in cut.push(b)]
-        coming = expected[len(got):]
+        coming = expected[len(got) :]
         assert not coming or cut.keep_from <= coming[0][0]  # a buffering caller still holds what comes
     got += cut.finish()
     assert got == expected
@@ -192,8 +196,8 @@ def test_stream_errors(recognizer):
 
 # ---- evaluation measures what users get ---------------------------------------------------------
 def test_evaluation_equals_predict_batch(recognizer):
-    from mersdk.training.baselines import load_model
     from mersdk.lyrics import load_lyrics
+    from mersdk.training.baselines import load_model
     from mersdk.training.evaluate import encode_texts, predict_waves
 
     model, _, cfg, _, _ = load_model(None)

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import pytest
+from tagging_helpers import needs_mutagen, write_clip
 
 from mersdk.cli import main
-from mersdk.playlist import (PlaylistError, QUADRANT_POINTS, Track, make_playlist, path_between, read_library,
-                             write_m3u8)
+from mersdk.playlist import QUADRANT_POINTS, PlaylistError, Track, make_playlist, path_between, read_library, write_m3u8
 from mersdk.tagging.store import SqliteStore
-from tagging_helpers import needs_mutagen, write_clip
 
 
 def row(path, label, v, a, dur=30.0, error=None, at="2026-11-29T10:00:00", model="m1"):
-    return {"path": str(path), "sha256": "x", "model_hash": model, "label": label, "valence": v, "arousal": a,
-            "duration_s": dur, "error": error, "processed_at": at, "probabilities": "{}"}
+    return {
+        "path": str(path),
+        "sha256": "x",
+        "model_hash": model,
+        "label": label,
+        "valence": v,
+        "arousal": a,
+        "duration_s": dur,
+        "error": error,
+        "processed_at": at,
+        "probabilities": "{}",
+    }
 
 
 @pytest.fixture
@@ -28,8 +36,9 @@ def grid_library(tmp_path):
         for i in range(5):
             for j in range(5):
                 v, a = round(-0.8 + 0.4 * i, 2), round(-0.8 + 0.4 * j, 2)
-                label = {(True, True): "happy", (False, True): "angry", (False, False): "sad",
-                         (True, False): "calm"}[(v >= 0, a >= 0)]
+                label = {(True, True): "happy", (False, True): "angry", (False, False): "sad", (True, False): "calm"}[
+                    (v >= 0, a >= 0)
+                ]
                 store.write(row(tmp_path / f"t{i}{j}.flac", label, v, a))
         store.write(row(tmp_path / "broken.flac", None, None, None, error="AudioDecodeError: bad"))
     return db
@@ -88,16 +97,22 @@ def test_m3u8_titles_durations_atomic(tmp_path):
     f["title"], f["artist"] = "Blue Hour", "Nobody"
     f.save()
     bare = write_clip(tmp_path / "bare.ogg", "ogg-vorbis", seconds=3.0, seed=1)
-    tracks = [Track(str(tagged), "calm", 0.1, -0.2, None), Track(str(bare), "sad", -0.3, -0.3, 184.6),
-              Track(str(tmp_path / "gone.mp3"), "sad", -0.4, -0.4, None)]
+    tracks = [
+        Track(str(tagged), "calm", 0.1, -0.2, None),
+        Track(str(bare), "sad", -0.3, -0.3, 184.6),
+        Track(str(tmp_path / "gone.mp3"), "sad", -0.4, -0.4, None),
+    ]
     out = tmp_path / "list.m3u8"
     out.write_text("old contents\n")
     assert write_m3u8(tracks, str(out)) == 3
     assert out.read_text().splitlines() == [
         "#EXTM3U",
-        "#EXTINF:2,Nobody - Blue Hour", str(tagged),      # length from the file, title from its tags
-        "#EXTINF:185,bare", str(bare),                     # length from the library, title from the name
-        "#EXTINF:-1,gone", str(tmp_path / "gone.mp3"),     # unknown length: -1, as the format says
+        "#EXTINF:2,Nobody - Blue Hour",
+        str(tagged),  # length from the file, title from its tags
+        "#EXTINF:185,bare",
+        str(bare),  # length from the library, title from the name
+        "#EXTINF:-1,gone",
+        str(tmp_path / "gone.mp3"),  # unknown length: -1, as the format says
     ]
     assert sorted(os.listdir(tmp_path)) == ["bare.ogg", "list.m3u8", "tagged.flac"]  # no temporary left
 
@@ -107,8 +122,25 @@ def test_cli_playlist_and_plot(grid_library, tmp_path, capsys):
 
     backend = matplotlib.get_backend()
     out, png = tmp_path / "calm.m3u8", tmp_path / "va.png"
-    assert main(["playlist", str(grid_library), "--path-from", "calm", "--to", "angry", "--n", "6",
-                 "--out", str(out), "--plot", str(png)]) == 0
+    assert (
+        main(
+            [
+                "playlist",
+                str(grid_library),
+                "--path-from",
+                "calm",
+                "--to",
+                "angry",
+                "--n",
+                "6",
+                "--out",
+                str(out),
+                "--plot",
+                str(png),
+            ]
+        )
+        == 0
+    )
     lines = out.read_text().splitlines()
     assert lines[0] == "#EXTM3U" and len(lines) == 13 and all(x.startswith("#EXTINF:30,") for x in lines[1::2])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

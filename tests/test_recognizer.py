@@ -3,14 +3,12 @@
 import dataclasses
 import io
 
-import numpy as np
 import pytest
 import soundfile as sf
+from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS, tone
 
 import mersdk
 from mersdk.recognizer import window_bounds
-
-from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS, tone
 
 
 def check_prediction(p, rec):
@@ -147,13 +145,16 @@ def test_loading_leaves_other_libraries_logging_alone():
     import tempfile
 
     # torch and transformers first: what they set up on their own import is not ours
-    code = ("import logging, numpy, torch, transformers, mersdk, transformers.utils.logging as hf;"
-            "before = (hf.get_verbosity(), hf.is_progress_bar_enabled(), logging.getLogger('torch').level);"
-            "mersdk.Recognizer(backend='torch').predict(numpy.zeros(16000), sample_rate=16000);"
-            "after = (hf.get_verbosity(), hf.is_progress_bar_enabled(), logging.getLogger('torch').level);"
-            "print(before == after, [type(h).__name__ for h in logging.getLogger('mersdk').handlers])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir(),
-                         timeout=300)
+    code = (
+        "import logging, numpy, torch, transformers, mersdk, transformers.utils.logging as hf;"
+        "before = (hf.get_verbosity(), hf.is_progress_bar_enabled(), logging.getLogger('torch').level);"
+        "mersdk.Recognizer(backend='torch').predict(numpy.zeros(16000), sample_rate=16000);"
+        "after = (hf.get_verbosity(), hf.is_progress_bar_enabled(), logging.getLogger('torch').level);"
+        "print(before == after, [type(h).__name__ for h in logging.getLogger('mersdk').handlers])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "['NullHandler']"]
     assert logging.getLogger("mersdk").propagate

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import os
 import signal
 import socket
@@ -17,11 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
-
 from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS, ROOT, tone
 
 pytest.importorskip("fastapi", reason="needs the [serve] extra")
@@ -44,9 +40,13 @@ def wav_bytes(seconds: float, freq: float = 440.0, seed: int = 0, sr: int = 1600
 
 def same_prediction(got: dict, want) -> bool:
     want = want.to_dict()
-    return (got["label"] == want["label"] and got["lyrics_used"] == want["lyrics_used"]
-            and all(abs(got["probabilities"][k] - v) <= TOL for k, v in want["probabilities"].items())
-            and abs(got["valence"] - want["valence"]) <= TOL and abs(got["arousal"] - want["arousal"]) <= TOL)
+    return (
+        got["label"] == want["label"]
+        and got["lyrics_used"] == want["lyrics_used"]
+        and all(abs(got["probabilities"][k] - v) <= TOL for k, v in want["probabilities"].items())
+        and abs(got["valence"] - want["valence"]) <= TOL
+        and abs(got["arousal"] - want["arousal"]) <= TOL
+    )
 
 
 @contextlib.contextmanager
@@ -94,8 +94,9 @@ def server(recognizer, root):
 
 def test_predict_raw_bytes_with_lrc_matches_direct_predict(server, recognizer):
     audio, lrc = EXAMPLE_AUDIO.read_bytes(), EXAMPLE_LYRICS.read_text()
-    r = httpx.post(f"{server}/predict", content=audio, params={"lyrics": lrc},
-                   headers={"content-type": "audio/flac"}, timeout=60)
+    r = httpx.post(
+        f"{server}/predict", content=audio, params={"lyrics": lrc}, headers={"content-type": "audio/flac"}, timeout=60
+    )
     assert r.status_code == 200, r.text
     assert same_prediction(r.json(), recognizer.predict(audio, lrc.encode()))
     assert r.json()["lyrics_used"] is True
@@ -113,8 +114,10 @@ def test_predict_multipart_and_json_path(server, recognizer, root):
     assert r.status_code == 200, r.text  # absolute, and a symlink that stays inside: allowed
 
 
-@pytest.mark.parametrize("path,status", [("../secret.wav", 403), ("link_out.wav", 403), ("/etc/hostname", 403),
-                                         ("missing.wav", 404), ("", 400)])
+@pytest.mark.parametrize(
+    "path,status",
+    [("../secret.wav", 403), ("link_out.wav", 403), ("/etc/hostname", 403), ("missing.wav", 404), ("", 400)],
+)
 def test_paths_outside_root_refused(server, path, status):
     r = httpx.post(f"{server}/predict", json={"path": path}, timeout=30)
     assert r.status_code == status, r.text
@@ -161,6 +164,7 @@ def test_concurrent_requests_are_batched_and_correct(server, recognizer):
     assert [r.status_code for r in got] == [200] * len(clips)
     assert all(same_prediction(r.json(), w) for r, w in zip(got, want))
     metrics = httpx.get(f"{server}/metrics").text
+
     # some model call served more than one request: the count of batches of size <= 1 is below the total
     def value(prefix: str) -> float:
         return float(next(ln.split()[-1] for ln in metrics.splitlines() if ln.startswith(prefix)))
@@ -263,9 +267,25 @@ def wait_healthy(url: str, proc, seconds: float = 180) -> None:
 def test_cli_server_binds_loopback_and_finishes_in_flight_on_sigterm(recognizer):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "mersdk", "serve", "--port", str(port), "--backend", "torch",
-                             "--max-batch", "1", "--log-level", "warning"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mersdk",
+            "serve",
+            "--port",
+            str(port),
+            "--backend",
+            "torch",
+            "--max-batch",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
@@ -304,8 +324,24 @@ def test_load_test_short_with_restart():
     spec.loader.exec_module(load_test)
     ap = argparse.ArgumentParser()
     load_test.add_args(ap)
-    out = load_test.run(ap.parse_args(["--clients", "8", "--seconds", "5", "--restart-at", "2.5",
-                                       "--after-restart-s", "3", "--n-clips", "6", "--backend", "torch"]))
+    out = load_test.run(
+        ap.parse_args(
+            [
+                "--clients",
+                "8",
+                "--seconds",
+                "5",
+                "--restart-at",
+                "2.5",
+                "--after-restart-s",
+                "3",
+                "--n-clips",
+                "6",
+                "--backend",
+                "torch",
+            ]
+        )
+    )
     assert out["wrong"] == 0 and out["lost"] == 0 and out["other_status"] == {}, out
     assert out["restart"]["ok_before_kill"] > 0 and out["restart"]["ok_after_restart"] > 0, out
     assert out["clean_errors"] > 0  # the clients saw the outage, as refused connections
@@ -323,7 +359,7 @@ def test_ray_serve_two_replicas(recognizer):
 
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    except Exception as e:  # noqa: BLE001 - a sandbox without shared memory or sockets for Ray
+    except Exception as e:
         pytest.skip(f"a local Ray cannot start here: {e}")
     try:
         port = free_port()
@@ -347,8 +383,16 @@ def test_ray_serve_two_replicas(recognizer):
 def test_ray_builder_args_are_typed():
     from mersdk.serve.ray_deployment import parse_builder_args
 
-    config, opts = parse_builder_args({"num_replicas": "2", "num_gpus": "1", "max_batch": "16", "num_threads": "1",
-                                       "root": "/music", "max_wait_ms": "5"})
+    config, opts = parse_builder_args(
+        {
+            "num_replicas": "2",
+            "num_gpus": "1",
+            "max_batch": "16",
+            "num_threads": "1",
+            "root": "/music",
+            "max_wait_ms": "5",
+        }
+    )
     assert opts == {"num_replicas": 2, "num_gpus": 1.0}
     assert (config.max_batch, config.num_threads, config.root, config.max_wait_ms) == (16, 1, "/music", 5.0)
     with pytest.raises(ValueError, match="unknown option 'replicas'"):
@@ -363,8 +407,10 @@ def test_batcher_isolates_a_bad_input_and_refuses_after_close(recognizer):
     clips = [wav_bytes(2.0, 300.0 + 100 * i, seed=i) for i in range(3)]
     batches = []
     with Batcher(recognizer, max_batch=8, max_wait_s=0.5, on_batch=lambda n, s: batches.append(n)) as batcher:
-        jobs = [Job("predict", c, None) for c in clips[:2]] + [Job("predict", b"not audio" * 50, None),
-                                                               Job("predict", clips[2], b"la la")]
+        jobs = [Job("predict", c, None) for c in clips[:2]] + [
+            Job("predict", b"not audio" * 50, None),
+            Job("predict", clips[2], b"la la"),
+        ]
         futures = [batcher.submit(j) for j in jobs]
         results = [f.exception(60) or f.result() for f in futures]
     assert batches == [4]  # one model call for all four

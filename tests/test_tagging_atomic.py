@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tagging_helpers import HAVE_AV, needs_mutagen, write_clip
 
 from mersdk.tagging.write_tags import TEMP_MARK, TagWriteError, is_temp_file, write_mood_tags
-
-from tagging_helpers import HAVE_AV, needs_mutagen, write_clip
 
 pytestmark = needs_mutagen
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,9 +57,9 @@ def flac_without_padding(path: Path) -> Path:
     pos, blocks = 4, []
     while True:
         head = data[pos]
-        length = int.from_bytes(data[pos + 1:pos + 4], "big")
+        length = int.from_bytes(data[pos + 1 : pos + 4], "big")
         if head & 0x7F != 1:
-            blocks.append(bytearray(data[pos:pos + 4 + length]))
+            blocks.append(bytearray(data[pos : pos + 4 + length]))
         pos += 4 + length
         if head & 0x80:
             break
@@ -76,9 +75,11 @@ def flac_without_padding(path: Path) -> Path:
 
 def make_library(folder: Path, seconds: float = 1.0) -> list[Path]:
     folder.mkdir()
-    files = [flac_without_padding(write_clip(folder / "a.flac", "flac", seconds=seconds)),
-             write_clip(folder / "b.mp3", "mp3", seconds=seconds, seed=1),
-             write_clip(folder / "c.opus", "ogg-opus", seconds=seconds, seed=2)]
+    files = [
+        flac_without_padding(write_clip(folder / "a.flac", "flac", seconds=seconds)),
+        write_clip(folder / "b.mp3", "mp3", seconds=seconds, seed=1),
+        write_clip(folder / "c.opus", "ogg-opus", seconds=seconds, seed=2),
+    ]
     if HAVE_AV:
         files.append(write_clip(folder / "d.m4a", "m4a-aac-faststart", seconds=seconds, seed=3))
     return files
@@ -95,8 +96,13 @@ def test_random_kills_never_break_a_file(tmp_path):
     temps_before: set[str] = set()
     for k in range(60):
         sig = signal.SIGKILL if k % 2 == 0 else signal.SIGINT
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, *map(str, files)], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=env, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, *map(str, files)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            text=True,
+        )
         try:
             assert proc.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0.0, 0.3))
@@ -112,8 +118,16 @@ def test_random_kills_never_break_a_file(tmp_path):
             got = exact_samples(f)
             assert got.shape == original[f].shape and np.array_equal(got, original[f]), (k, sig.name, f.name)
             tags = mutagen.File(f).tags  # old or new tags (none before the first write), readable either way
-            state = (f.name, None if tags is None else str(tags.get("MERSDK_MODEL") or tags.get("TXXX:MERSDK_MODEL")
-                                                           or tags.get("----:com.apple.iTunes:MERSDK_MODEL")))
+            state = (
+                f.name,
+                None
+                if tags is None
+                else str(
+                    tags.get("MERSDK_MODEL")
+                    or tags.get("TXXX:MERSDK_MODEL")
+                    or tags.get("----:com.apple.iTunes:MERSDK_MODEL")
+                ),
+            )
             tags_changed += state not in tag_states
             tag_states.add(state)
         left = {p.name for p in (tmp_path / "lib").iterdir() if is_temp_file(p.name)}
@@ -178,12 +192,13 @@ def test_kill_inside_the_byte_move(tmp_path, name):
     original, original_bytes = exact_samples(f), f.read_bytes()
     for mode in ("atomic", "in-place"):
         f.write_bytes(original_bytes)
-        proc = subprocess.run([sys.executable, "-c", DYING_WRITER, mode, str(f)], env=env, capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", DYING_WRITER, mode, str(f)], env=env, capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == -signal.SIGKILL, (mode, proc.returncode, proc.stderr[-2000:])
         try:
             same = np.array_equal(exact_samples(f), original)
-        except Exception:  # noqa: BLE001 - a broken file may not decode at all
+        except Exception:
             same = False
         if mode == "atomic":
             assert same and f.read_bytes() == original_bytes, "the original was touched"

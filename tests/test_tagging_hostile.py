@@ -14,22 +14,30 @@ import time
 from pathlib import Path
 
 import pytest
+from tagging_helpers import write_clip
 
 from mersdk.cli import main as cli_main
 from mersdk.tagging import tag_library
 from mersdk.tagging.store import StoreError
 
-from tagging_helpers import write_clip
-
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-       "PYTHONDONTWRITEBYTECODE": "1"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
 MODEL_LOAD_S = 300  # a generous bound: the model loads in seconds, but the test machine may be busy
 
 
 def _cli(args, timeout=MODEL_LOAD_S, **kw):
-    return subprocess.run([sys.executable, "-m", "mersdk.cli", "tag", *map(str, args)], env=ENV, capture_output=True,
-                          text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "mersdk.cli", "tag", *map(str, args)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def _jsonl(path):
@@ -64,15 +72,22 @@ def test_a_file_that_became_a_fifo_is_not_read(tmp_path):
         sha256_of(str(tmp_path / "p.wav"))
 
 
-@pytest.mark.parametrize("case", ["folder", "dev-full", "fifo", "missing-folder", "text-as-sqlite", "text-as-jsonl",
-                                  "binary-as-csv"])
+@pytest.mark.parametrize(
+    "case", ["folder", "dev-full", "fifo", "missing-folder", "text-as-sqlite", "text-as-jsonl", "binary-as-csv"]
+)
 def test_unusable_out_is_a_usage_error(tmp_path, capsys, case):
     lib = tmp_path / "lib"
     lib.mkdir()
     write_clip(lib / "a.wav", "wav")
-    out = {"folder": tmp_path, "dev-full": Path("/dev/full"), "fifo": tmp_path / "o.sqlite",
-           "missing-folder": tmp_path / "nope" / "o.sqlite", "text-as-sqlite": tmp_path / "notes.sqlite",
-           "text-as-jsonl": tmp_path / "notes.jsonl", "binary-as-csv": tmp_path / "x.csv"}[case]
+    out = {
+        "folder": tmp_path,
+        "dev-full": Path("/dev/full"),
+        "fifo": tmp_path / "o.sqlite",
+        "missing-folder": tmp_path / "nope" / "o.sqlite",
+        "text-as-sqlite": tmp_path / "notes.sqlite",
+        "text-as-jsonl": tmp_path / "notes.jsonl",
+        "binary-as-csv": tmp_path / "x.csv",
+    }[case]
     if case == "fifo":
         os.mkfifo(out)
     elif case.startswith("text"):
@@ -103,14 +118,18 @@ def test_corrupt_sqlite_store(tmp_path, recognizer):
     write_clip(lib / "a.wav", "wav")
     out = tmp_path / "o.sqlite"
     db = sqlite3.connect(out)
-    db.execute("CREATE TABLE tracks (path TEXT, model_hash TEXT, sha256 TEXT, error TEXT, filler TEXT, "
-               "PRIMARY KEY (path, model_hash))")
-    db.executemany("INSERT INTO tracks VALUES (?, ?, ?, NULL, ?)",
-                   [(f"/x/{i}.wav", recognizer.checkpoint.model_hash, "0" * 64, "y" * 500) for i in range(200)])
+    db.execute(
+        "CREATE TABLE tracks (path TEXT, model_hash TEXT, sha256 TEXT, error TEXT, filler TEXT, "
+        "PRIMARY KEY (path, model_hash))"
+    )
+    db.executemany(
+        "INSERT INTO tracks VALUES (?, ?, ?, NULL, ?)",
+        [(f"/x/{i}.wav", recognizer.checkpoint.model_hash, "0" * 64, "y" * 500) for i in range(200)],
+    )
     db.commit()
     db.close()
     data = bytearray(out.read_bytes())
-    data[4096 * 2:4096 * 6] = os.urandom(4096 * 4)  # table pages overwritten; the schema page is intact
+    data[4096 * 2 : 4096 * 6] = os.urandom(4096 * 4)  # table pages overwritten; the schema page is intact
     out.write_bytes(bytes(data))
     with pytest.raises(StoreError, match="malformed|not a database"):
         tag_library([lib], out, recognizer=recognizer, progress=False)
@@ -119,6 +138,7 @@ def test_corrupt_sqlite_store(tmp_path, recognizer):
 def _limit_file_size(limit):
     def apply():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -129,8 +149,10 @@ def test_disk_full_ends_the_run_with_an_error(tmp_path, name, limit):
     for i in range(40):
         write_clip(lib / f"t{i:02d}.wav", "wav", seconds=1.0, seed=i)
     out = tmp_path / name
-    p = _cli([lib, "--out", out, "--no-progress", "--backend", "torch", "--batch-size", "4"],
-             preexec_fn=_limit_file_size(limit))
+    p = _cli(
+        [lib, "--out", out, "--no-progress", "--backend", "torch", "--batch-size", "4"],
+        preexec_fn=_limit_file_size(limit),
+    )
     assert p.returncode == 2, (p.returncode, p.stderr[-3000:])
     assert p.stderr.count("mersdk: error: cannot write to") == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
     assert "File too large" in p.stderr or "full" in p.stderr
@@ -169,9 +191,28 @@ def test_ctrl_c_stops_promptly_while_a_worker_is_stuck(tmp_path):
     for i in range(30):
         write_clip(lib / f"t{i:02d}.wav", "wav", seconds=3.0, seed=i)
     out = tmp_path / "o.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", STUCK_CLI, "tag", str(lib), "--out", str(out), "--no-progress",
-                             "--backend", "torch", "--batch-size", "2", "--workers", "2"],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            STUCK_CLI,
+            "tag",
+            str(lib),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--backend",
+            "torch",
+            "--batch-size",
+            "2",
+            "--workers",
+            "2",
+        ],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + MODEL_LOAD_S
         while time.monotonic() < deadline and proc.poll() is None:

@@ -1,11 +1,10 @@
 """Lyrics for a track: sidecars and embedded tags, their order of preference, and bad lyrics."""
 
 import pytest
+from tagging_helpers import needs_mutagen, write_clip
 
 from mersdk.lyrics import MAX_LYRICS_CHARS
 from mersdk.tagging.lyrics_tags import find_lyrics
-
-from tagging_helpers import needs_mutagen, write_clip
 
 
 def _id3(path, *frames):
@@ -22,8 +21,11 @@ def test_preference_lrc_then_sylt_then_txt_then_uslt(tmp_path):
     from mutagen.id3 import SYLT, USLT
 
     mp3 = write_clip(tmp_path / "song.mp3", "mp3")
-    _id3(mp3, USLT(encoding=3, lang="eng", desc="", text="unsynced words"),
-         SYLT(encoding=3, lang="eng", format=2, type=1, text=[("second line", 2000), ("first line", 500)]))
+    _id3(
+        mp3,
+        USLT(encoding=3, lang="eng", desc="", text="unsynced words"),
+        SYLT(encoding=3, lang="eng", format=2, type=1, text=[("second line", 2000), ("first line", 500)]),
+    )
     (tmp_path / "song.txt").write_text("sidecar text words")
     (tmp_path / "song.lrc").write_text("[00:01.00]lrc line\n")
     got = find_lyrics(str(mp3))
@@ -40,10 +42,11 @@ def test_preference_lrc_then_sylt_then_txt_then_uslt(tmp_path):
 
 
 @needs_mutagen
-@pytest.mark.parametrize("container,key", [("flac", "LYRICS"), ("ogg-vorbis", "UNSYNCEDLYRICS"), ("ogg-opus", "LYRICS")])
+@pytest.mark.parametrize(
+    "container,key", [("flac", "LYRICS"), ("ogg-vorbis", "UNSYNCEDLYRICS"), ("ogg-opus", "LYRICS")]
+)
 def test_vorbis_comment_lyrics(tmp_path, container, key):
     import mutagen
-
     from tagging_helpers import SOUNDFILE_CONTAINERS
 
     f = write_clip(tmp_path / f"x{SOUNDFILE_CONTAINERS[container][0]}", container)
@@ -93,7 +96,9 @@ def test_broken_tag_is_a_warning(tmp_path):
 
 def test_lrc_with_malformed_and_unordered_timestamps(tmp_path):
     f = write_clip(tmp_path / "x.wav", "wav")
-    (tmp_path / "x.lrc").write_text("[ar:someone]\n[00:20.00]third\n[00:05.00]first\n[xx:yy]odd line\n[00:10.5]second\n[00:9")
+    (tmp_path / "x.lrc").write_text(
+        "[ar:someone]\n[00:20.00]third\n[00:05.00]first\n[xx:yy]odd line\n[00:10.5]second\n[00:9"
+    )
     got = find_lyrics(str(f))
     assert got.source == "sidecar:lrc"
     timed = [(line.time_s, line.text) for line in got.lyrics.lines if line.time_s is not None]
@@ -134,9 +139,27 @@ def test_analyze_cli_aligns_embedded_sylt(tmp_path):
     _id3(mp3, SYLT(encoding=3, lang="eng", format=2, type=1, text=[("sunshine all day long", 1000)]))
 
     def analyze(*extra):
-        r = subprocess.run([sys.executable, "-m", "mersdk", "analyze", str(mp3), "--window-s", "5", "--hop-s", "5",
-                            "--smooth", "1", "--json", *extra], capture_output=True, text=True, timeout=300,
-                           cwd=tempfile.gettempdir())
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mersdk",
+                "analyze",
+                str(mp3),
+                "--window-s",
+                "5",
+                "--hop-s",
+                "5",
+                "--smooth",
+                "1",
+                "--json",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tempfile.gettempdir(),
+        )
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)["timeline"]
 

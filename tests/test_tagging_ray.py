@@ -5,11 +5,10 @@ import os
 import tempfile
 
 import pytest
+from tagging_helpers import SOUNDFILE_CONTAINERS, needs_ray, write_clip
 
 from mersdk.tagging import tag_library
 from mersdk.tagging.store import open_store
-
-from tagging_helpers import SOUNDFILE_CONTAINERS, needs_ray, write_clip
 
 pytestmark = [needs_ray, pytest.mark.slow]
 
@@ -56,7 +55,10 @@ def test_ray_matches_single_process(tmp_path, recognizer, local_ray):
         if a[name]["error"] is None:
             pa, pb = json.loads(a[name]["probabilities"]), json.loads(b[name]["probabilities"])
             assert pa.keys() == pb.keys() and all(abs(pa[k] - pb[k]) < 1e-5 for k in pa)
-            assert abs(a[name]["valence"] - b[name]["valence"]) < 1e-5 and abs(a[name]["arousal"] - b[name]["arousal"]) < 1e-5
+            assert (
+                abs(a[name]["valence"] - b[name]["valence"]) < 1e-5
+                and abs(a[name]["arousal"] - b[name]["arousal"]) < 1e-5
+            )
     # resumable on Ray too; and Parquet output
     again = tag_with_ray([lib], tmp_path / "ray.sqlite", concurrency=1, cpus_per_actor=2)
     assert (again.skipped, again.errors) == (4, 1)
@@ -65,7 +67,8 @@ def test_ray_matches_single_process(tmp_path, recognizer, local_ray):
 
     table = pq.read_table(tmp_path / "ray.parquet")
     assert table.num_rows == 5 and sorted(table.column("label").to_pylist(), key=str) == sorted(
-        (r["label"] for r in a.values()), key=str)
+        (r["label"] for r in a.values()), key=str
+    )
 
 
 def test_ray_write_tags_after_analysis(tmp_path, local_ray):

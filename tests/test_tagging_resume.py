@@ -6,12 +6,11 @@ import os
 import time
 
 import pytest
+from tagging_helpers import needs_mutagen, write_clip
 
 from mersdk.cli import main as cli_main
 from mersdk.tagging import runner, tag_library
 from mersdk.tagging.store import open_store
-
-from tagging_helpers import needs_mutagen, write_clip
 
 DAY_NS = 86_400 * 10**9
 
@@ -102,8 +101,11 @@ def test_readme_sequence_tags_analysed_files(tmp_path, capsys):
 
     lib = tmp_path / "lib"
     lib.mkdir()
-    files = [write_clip(lib / "a.flac", "flac"), write_clip(lib / "b.mp3", "mp3", seed=1),
-             write_clip(lib / "c.opus", "ogg-opus", seed=2)]
+    files = [
+        write_clip(lib / "a.flac", "flac"),
+        write_clip(lib / "b.mp3", "mp3", seed=1),
+        write_clip(lib / "c.opus", "ogg-opus", seed=2),
+    ]
     out = str(tmp_path / "library.sqlite")
     base = ["tag", str(lib), "--out", out, "--no-progress", "--backend", "torch"]
     assert cli_main(base) == 0
@@ -138,8 +140,13 @@ def test_stores_from_an_earlier_version(tmp_path):
     from mersdk.tagging.store import COLUMNS
 
     old_columns = [c for c in COLUMNS if c not in ("mtime_ns", "tagged_at")]
-    row = {c: None for c in old_columns} | {"path": "/m/a.flac", "sha256": "ab" * 32, "size_bytes": 10,
-                                            "model_hash": "m1", "label": "calm"}
+    row = dict.fromkeys(old_columns) | {
+        "path": "/m/a.flac",
+        "sha256": "ab" * 32,
+        "size_bytes": 10,
+        "model_hash": "m1",
+        "label": "calm",
+    }
     db = sqlite3.connect(tmp_path / "old.sqlite")
     db.execute(f"CREATE TABLE tracks ({', '.join(old_columns)}, PRIMARY KEY (path, model_hash))")
     db.execute(f"INSERT INTO tracks VALUES ({', '.join('?' * len(old_columns))})", [row[c] for c in old_columns])

@@ -5,12 +5,11 @@ import os
 import tracemalloc
 
 import pytest
+from tagging_helpers import HAVE_AV, HAVE_PYARROW, SOUNDFILE_CONTAINERS, permissions_enforced, write_clip
 
 from mersdk.cli import main as cli_main
 from mersdk.tagging import tag_library, walk_audio
 from mersdk.tagging.store import COLUMNS, open_store
-
-from tagging_helpers import HAVE_AV, HAVE_PYARROW, SOUNDFILE_CONTAINERS, permissions_enforced, write_clip
 
 
 def _rows(out, fmt=None):
@@ -116,8 +115,14 @@ def test_bad_files_become_error_rows_and_the_run_goes_on(tmp_path, recognizer):
     assert s.found == len(rows) == 11
     ok = {n for n, r in rows.items() if r["error"] is None}
     assert {"t0.wav", "t1.flac", "flac_named.mp3", "cut.flac"} <= ok
-    for name, needle in [("zero.wav", "empty"), ("header_only.flac", "AudioDecodeError"), ("garbage.flac", "AudioDecodeError"),
-                         ("text.wav", "not a readable audio file"), ("fake.m4p", "DRM"), ("short.wav", "AudioTooShortError")]:
+    for name, needle in [
+        ("zero.wav", "empty"),
+        ("header_only.flac", "AudioDecodeError"),
+        ("garbage.flac", "AudioDecodeError"),
+        ("text.wav", "not a readable audio file"),
+        ("fake.m4p", "DRM"),
+        ("short.wav", "AudioTooShortError"),
+    ]:
         assert rows[name]["error"] and needle in rows[name]["error"], (name, rows[name]["error"])
         assert rows[name]["label"] is None
     if enforced:

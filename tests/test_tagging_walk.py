@@ -4,10 +4,9 @@ import os
 import types
 
 import pytest
+from tagging_helpers import BYPASS_REASON, permissions_enforced, write_clip
 
 from mersdk.tagging.walk import walk_audio
-
-from tagging_helpers import BYPASS_REASON, permissions_enforced, write_clip
 
 
 def test_walker_is_a_generator_and_finds_nested_audio(tmp_path):

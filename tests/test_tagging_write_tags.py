@@ -6,14 +6,20 @@ cannot be written keeps its prediction and is reported."""
 import os
 
 import pytest
+from conftest import DATA, needs_data
+from tagging_helpers import (
+    HAVE_AV,
+    SOUNDFILE_CONTAINERS,
+    decoded,
+    needs_mutagen,
+    permissions_enforced,
+    write_clip,
+    write_wma,
+)
 
 from mersdk.tagging import tag_library
 from mersdk.tagging.store import open_store
 from mersdk.tagging.write_tags import audio_digest, write_mood_tags
-
-from conftest import DATA, needs_data
-from tagging_helpers import (HAVE_AV, SOUNDFILE_CONTAINERS, decoded, needs_mutagen, permissions_enforced, write_clip,
-                             write_wma)
 
 pytestmark = needs_mutagen
 
@@ -61,12 +67,22 @@ def _mediafile(path):
     """What beets' mediafile reads, with the mood fields a beets plugin registers (mediafile itself
     has no ``mood`` field): TMOO for ID3v2.4, TXXX:MOOD for v2.3, MOOD, the iTunes freeform MOOD, WM/Mood."""
     import mediafile
-    from mediafile import (ASFStorageStyle, MediaField, MP3DescStorageStyle, MP3StorageStyle, MP4StorageStyle,
-                           StorageStyle)
+    from mediafile import (
+        ASFStorageStyle,
+        MediaField,
+        MP3DescStorageStyle,
+        MP3StorageStyle,
+        MP4StorageStyle,
+        StorageStyle,
+    )
 
     def field(name, *mp3):
-        return MediaField(*mp3, MP4StorageStyle(f"----:com.apple.iTunes:{name}"), StorageStyle(name),
-                          ASFStorageStyle("WM/Mood" if name == "MOOD" else name))
+        return MediaField(
+            *mp3,
+            MP4StorageStyle(f"----:com.apple.iTunes:{name}"),
+            StorageStyle(name),
+            ASFStorageStyle("WM/Mood" if name == "MOOD" else name),
+        )
 
     class MoodFile(mediafile.MediaFile):
         pass
@@ -175,8 +191,15 @@ def test_write_tags_run_dry_run_and_read_only(tmp_path, recognizer, monkeypatch)
     files = [write_clip(lib / f"t{i}{_ext(c)}", c, seed=i) for i, c in enumerate(["flac", "mp3", "ogg-vorbis"])]
     originals = [f.read_bytes() for f in files]
     echoed = []
-    s = tag_library([lib], tmp_path / "dry.sqlite", recognizer=recognizer, progress=False, write_tags=True, dry_run=True,
-                    echo=echoed.append)
+    s = tag_library(
+        [lib],
+        tmp_path / "dry.sqlite",
+        recognizer=recognizer,
+        progress=False,
+        write_tags=True,
+        dry_run=True,
+        echo=echoed.append,
+    )
     assert s.tags_written == 0 and [f.read_bytes() for f in files] == originals
     assert len(echoed) == 3 and all(line.startswith("would write ") and "VALENCE" in line.upper() for line in echoed)
 

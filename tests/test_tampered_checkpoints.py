@@ -15,8 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from mersdk.checkpoint import (CONFIG_NAME, MAX_CONFIG_BYTES, MAX_WEIGHTS_BYTES, WEIGHTS_NAME, load_model,
-                               model_config_sha256, read_checkpoint, save_checkpoint, sha256_file)
+from mersdk.checkpoint import (
+    CONFIG_NAME,
+    MAX_CONFIG_BYTES,
+    MAX_WEIGHTS_BYTES,
+    WEIGHTS_NAME,
+    load_model,
+    model_config_sha256,
+    read_checkpoint,
+    save_checkpoint,
+    sha256_file,
+)
 from mersdk.errors import BackendUnavailableError, CheckpointError
 
 torch = pytest.importorskip("torch")
@@ -171,14 +180,18 @@ RAW_CASES = {
     "format_future": (lambda m: json.dumps(dict(m, format_version=3)), "format 3"),
     "model_missing": (lambda m: json.dumps({k: v for k, v in m.items() if k != "model"}), "'model' is missing"),
     "model_is_list": (lambda m: json.dumps(dict(m, model=[1])), "'model': must be a JSON object"),
-    "model_hash_missing": (lambda m: json.dumps({k: v for k, v in m.items() if k != "model_sha256"}),
-                           "'model_sha256' is missing"),
+    "model_hash_missing": (
+        lambda m: json.dumps({k: v for k, v in m.items() if k != "model_sha256"}),
+        "'model_sha256' is missing",
+    ),
     "weights_hash_not_hex": (lambda m: json.dumps(dict(m, weights_sha256="../../x")), "weights_sha256 must be 64"),
     "weights_hash_number": (lambda m: json.dumps(dict(m, weights_sha256=7)), "weights_sha256 must be 64"),
     "unknown_top_level_key": (lambda m: json.dumps(dict(m, run_this="rm -rf")), "unknown key.*run_this"),
     "metadata_list": (lambda m: json.dumps(dict(m, metadata=[1])), "metadata must be a JSON object"),
-    "config_edited_after_save": (lambda m: json.dumps(m).replace('"dropout": 0.1', '"dropout": 0.2'),
-                                 "model_sha256 does not match"),
+    "config_edited_after_save": (
+        lambda m: json.dumps(m).replace('"dropout": 0.1', '"dropout": 0.2'),
+        "model_sha256 does not match",
+    ),
 }
 
 
@@ -225,22 +238,41 @@ def _with_weights(small_ckpt, tmp_path, blob: bytes) -> Path:
 
 
 WEIGHT_CASES = {
-    "tensor_of_100_GB": (_safetensors({"w": {"dtype": "F32", "shape": [25_000_000_000],
-                                             "data_offsets": [0, 100_000_000_000]}}, b"\0" * 64), "claims shape"),
-    "shape_larger_than_offsets": (_safetensors({"w": {"dtype": "F32", "shape": [1 << 40], "data_offsets": [0, 64]}},
-                                               b"\0" * 64), "claims shape"),
+    "tensor_of_100_GB": (
+        _safetensors(
+            {"w": {"dtype": "F32", "shape": [25_000_000_000], "data_offsets": [0, 100_000_000_000]}}, b"\0" * 64
+        ),
+        "claims shape",
+    ),
+    "shape_larger_than_offsets": (
+        _safetensors({"w": {"dtype": "F32", "shape": [1 << 40], "data_offsets": [0, 64]}}, b"\0" * 64),
+        "claims shape",
+    ),
     "header_length_2**63": (_safetensors({}, b"", length=1 << 63), "not a safetensors file"),
     "header_not_json": (struct.pack("<Q", 4) + b"{{{{", "not valid JSON"),
     "header_a_list": (_safetensors([1]), "not a JSON object"),  # type: ignore[arg-type]
-    "unknown_dtype": (_safetensors({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, b"\0" * 16),
-                      "unknown dtype"),
-    "negative_dim": (_safetensors({"w": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}, b"\0" * 16),
-                     "malformed"),
-    "overlapping": (_safetensors({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
-                                  "b": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 32),
-                    "overlap"),
-    "trailing_bytes": (_safetensors({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 4096),
-                       "covers 16 of 4,096"),
+    "unknown_dtype": (
+        _safetensors({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, b"\0" * 16),
+        "unknown dtype",
+    ),
+    "negative_dim": (
+        _safetensors({"w": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}, b"\0" * 16),
+        "malformed",
+    ),
+    "overlapping": (
+        _safetensors(
+            {
+                "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                "b": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+            },
+            b"\0" * 32,
+        ),
+        "overlap",
+    ),
+    "trailing_bytes": (
+        _safetensors({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 4096),
+        "covers 16 of 4,096",
+    ),
     "empty_file": (b"", "not a safetensors file"),
 }
 
@@ -295,8 +327,9 @@ def test_weights_of_another_model_are_refused_by_shape(small_ckpt, tmp_path):
     from mersdk.config import ModelConfig
     from mersdk.model import EmotionModel
 
-    other = save_checkpoint(EmotionModel(ModelConfig(d_model=32, n_heads=2, n_layers=1, ffn_dim=64)),
-                            tmp_path / "other")
+    other = save_checkpoint(
+        EmotionModel(ModelConfig(d_model=32, n_heads=2, n_layers=1, ffn_dim=64)), tmp_path / "other"
+    )
     path = _with_weights(small_ckpt, tmp_path, (other.path / WEIGHTS_NAME).read_bytes())
     with pytest.raises(CheckpointError, match="wrong shape"):
         load_model(read_checkpoint(path))
@@ -341,6 +374,7 @@ def _retarget(key: str, name: str):
         m = _manifest(path)
         m[key]["file"] = name
         _write_manifest(path, m)
+
     return f
 
 
@@ -355,6 +389,7 @@ def _fifo(name: str):
     def f(path: Path) -> None:
         (path / name).unlink()
         os.mkfifo(path / name)
+
     return f
 
 
@@ -363,6 +398,7 @@ def _edit(fn):
         m = _manifest(path)
         m = fn(m)
         _write_manifest(path, m)
+
     return f
 
 
@@ -384,8 +420,10 @@ EXPORT_CASES = {
     "token_id_string": (_edit(lambda m: (m["tokenizer"].update(cls_id="101"), m)[1]), "integer cls_id"),
     "manifest_list": (lambda p: _write_manifest(p, [1]), "manifest version None"),
     "manifest_v1": (_edit(lambda m: dict(m, manifest_version=1)), "manifest version 1"),
-    "manifest_nested": (lambda p: (p / "onnx_export.json").write_text("[" * 50_000 + "]" * 50_000),
-                        "nested too deeply"),
+    "manifest_nested": (
+        lambda p: (p / "onnx_export.json").write_text("[" * 50_000 + "]" * 50_000),
+        "nested too deeply",
+    ),
     "manifest_oversized": (_edit(lambda m: dict(m, pad="x" * (2 << 20))), "at most"),
     "manifest_nan": (lambda p: (p / "onnx_export.json").write_text('{"opset": NaN}'), "NaN is not a JSON number"),
     "manifest_fifo": (_fifo("onnx_export.json"), "not a regular file"),
@@ -459,8 +497,13 @@ def _fake_stages(monkeypatch, fail_at: str | None = None, die=None):
             path.write_bytes(b"partial")
             raise KeyboardInterrupt
         path.write_bytes(b"new model")
-        return {"file": path.name, "sha256": sha256_file(path), "inputs": [], "outputs": ["quadrant", "va", "gate"],
-                "check_max_abs_diff": 0.0}
+        return {
+            "file": path.name,
+            "sha256": sha256_file(path),
+            "inputs": [],
+            "outputs": ["quadrant", "va", "gate"],
+            "check_max_abs_diff": 0.0,
+        }
 
     class Tok:
         cls_token_id, sep_token_id, pad_token_id = 101, 102, 0
@@ -561,7 +604,6 @@ def test_damaged_cached_engine_is_not_trusted(tmp_path):
     assert "older mersdk" in _cached_engine_damage(engine)
 
 
-
 _KILLED_EXPORT = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[3])
@@ -599,8 +641,13 @@ def test_killed_re_export_leaves_the_previous_export_or_none(exported_ckpt, tmp_
     for point in ("model", "text", "replace1", "replace2", "replace3", "replace4"):
         path = _export_copy(exported_ckpt, tmp_path / point)
         old_manifest = (path / MANIFEST).read_bytes()
-        r = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, str(path), point, tests_dir],
-                           check=False, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-c", _KILLED_EXPORT, str(path), point, tests_dir],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
         ck = read_checkpoint(path)
         exp, why = find_export(ck)

@@ -8,13 +8,12 @@ import tempfile
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS, tone
 
 from mersdk import audio as audio_mod
 from mersdk import timeline as tl_mod
 from mersdk.lyrics import load_lyrics
 from mersdk.timeline import lines_for_segment
-
-from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS, tone
 
 
 def test_segments_cover_the_track(recognizer):
@@ -54,15 +53,17 @@ def test_lines_for_segment_rules():
     ly = load_lyrics("[00:05.00]one\n[00:12.00]two\n[00:40.00]three\n")
     assert lines_for_segment(ly, 0, 4, 0) == ()
     assert lines_for_segment(ly, 0, 4, 2) == ("one",)
-    assert lines_for_segment(ly, 10, 11, 0) == ("one",)     # "one" lasts until "two" starts
-    assert lines_for_segment(ly, 30, 35, 0) == ()          # "two" lasts at most 8 s: over by 20 s
+    assert lines_for_segment(ly, 10, 11, 0) == ("one",)  # "one" lasts until "two" starts
+    assert lines_for_segment(ly, 30, 35, 0) == ()  # "two" lasts at most 8 s: over by 20 s
     assert lines_for_segment(ly, 45, 50, 0) == ("three",)  # the last line lasts 8 s
     plain = load_lyrics("no timestamps\nhere")
     assert lines_for_segment(plain, 100, 110, 0) == ("no timestamps", "here")
 
 
 def test_smoothing_is_a_centred_mean(recognizer):
-    audio = np.concatenate([tone(10.0, freq=220), np.random.default_rng(0).standard_normal(160000).astype(np.float32) * 0.5])
+    audio = np.concatenate(
+        [tone(10.0, freq=220), np.random.default_rng(0).standard_normal(160000).astype(np.float32) * 0.5]
+    )
     raw = recognizer.analyze(audio, sample_rate=16000, window_s=4, hop_s=2, smooth=1).timeline
     sm = recognizer.analyze(audio, sample_rate=16000, window_s=4, hop_s=2, smooth=3).timeline
     i = 3
@@ -98,8 +99,24 @@ def test_generator_streams_a_file(recognizer, tmp_path, monkeypatch):
 
 def test_analyze_cli_json_and_plot(tmp_path):
     png = tmp_path / "tl.png"
-    r = subprocess.run([sys.executable, "-m", "mersdk", "analyze", str(EXAMPLE_AUDIO), "--lyrics", str(EXAMPLE_LYRICS),
-                        "--json", "--plot", str(png)], capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mersdk",
+            "analyze",
+            str(EXAMPLE_AUDIO),
+            "--lyrics",
+            str(EXAMPLE_LYRICS),
+            "--json",
+            "--plot",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        timeout=300,
+    )
     pytest.importorskip("matplotlib", reason="matplotlib (extra 'plot') is not installed")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)

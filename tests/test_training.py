@@ -14,11 +14,11 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("scipy")
 
-from mersdk.training import metrics  # noqa: E402
-from mersdk.training.data import QUADRANT_VA, mood_va_table  # noqa: E402
-from mersdk.training.noise import make_noise, mix_at_snr  # noqa: E402
+from conftest import DATA as REAL_DATA
 
-from conftest import DATA as REAL_DATA  # noqa: E402  ($MERSDK_DATA or ../shared/data)
+from mersdk.training import metrics
+from mersdk.training.data import QUADRANT_VA, mood_va_table
+from mersdk.training.noise import make_noise, mix_at_snr
 
 
 # ---- metrics ---------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ def test_mix_at_snr_hits_the_requested_snr(kind, snr):
     noise = make_noise(kind, len(sig), rng, pool)
     mix = mix_at_snr(sig, noise, snr)
     added = mix.astype(np.float64) - sig
-    got = 10 * np.log10(np.mean(sig.astype(np.float64) ** 2) / np.mean(added ** 2))
+    got = 10 * np.log10(np.mean(sig.astype(np.float64) ** 2) / np.mean(added**2))
     assert got == pytest.approx(snr, abs=0.01)
 
 
@@ -115,8 +115,15 @@ def _write_dataset(root: Path) -> Path:
     with open(root / "lexicon" / "Ratings_Warriner_et_al.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["", "Word", "V.Mean.Sum", "A.Mean.Sum"])
-        for i, (word, v, a) in enumerate([("passionate", 7.2, 6.3), ("cheerful", 8.0, 5.8), ("poignant", 5.1, 4.1),
-                                          ("humorous", 7.8, 5.3), ("aggressive", 3.1, 5.9)]):
+        for i, (word, v, a) in enumerate(
+            [
+                ("passionate", 7.2, 6.3),
+                ("cheerful", 8.0, 5.8),
+                ("poignant", 5.1, 4.1),
+                ("humorous", 7.8, 5.3),
+                ("aggressive", 3.1, 5.9),
+            ]
+        ):
             w.writerow([i, word, v, a])
     moods = ["Passionate", "Cheerful", "Poignant", "Humorous", "Aggressive"]
 
@@ -145,8 +152,11 @@ def _write_dataset(root: Path) -> Path:
                 rows.append([cid, f"Q{label + 1}", f"artist{k}", "t", "m", "g"])
         with open(d / "labels.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["id", "cluster", "mood", "has_lyrics", "artist", "title", "album", "year"] if ds == "mirex_mm"
-                       else ["id", "quadrant", "artist", "title", "moods", "genres"])
+            w.writerow(
+                ["id", "cluster", "mood", "has_lyrics", "artist", "title", "album", "year"]
+                if ds == "mirex_mm"
+                else ["id", "quadrant", "artist", "title", "moods", "genres"]
+            )
             w.writerows(rows)
         with open(d / "splits.csv", "w", newline="") as f:
             w = csv.writer(f)
@@ -155,8 +165,14 @@ def _write_dataset(root: Path) -> Path:
     return root
 
 
-TINY_MODEL = {"cnn_stages": [[4, 2, 2], [8, 2, 2]], "d_model": 32, "n_heads": 2, "n_layers": 1, "ffn_dim": 64,
-              "dropout": 0.0}
+TINY_MODEL = {
+    "cnn_stages": [[4, 2, 2], [8, 2, 2]],
+    "d_model": 32,
+    "n_heads": 2,
+    "n_layers": 1,
+    "ffn_dim": 64,
+    "dropout": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +203,15 @@ def test_resumed_run_equals_uninterrupted_run(tiny_data):
     from mersdk.training.train import TrainOptions, train
 
     tmp, data = tiny_data
-    opts = TrainOptions(epochs=2, batch_size=8, crop_s=(2.0, 2.5), threads=1, model=TINY_MODEL,
-                        label_fraction=0.5, semi_supervised="mean_teacher")
+    opts = TrainOptions(
+        epochs=2,
+        batch_size=8,
+        crop_s=(2.0, 2.5),
+        threads=1,
+        model=TINY_MODEL,
+        label_fraction=0.5,
+        semi_supervised="mean_teacher",
+    )
     train(opts, data, tmp / "cache", tmp / "straight", log=lambda *_: None)
     train(opts, data, tmp / "cache", tmp / "resumed", log=lambda *_: None, stop_after_epoch=0)
     assert json.loads((tmp / "resumed" / "history.json").read_text())["history"][-1]["epoch"] == 0
@@ -221,8 +244,23 @@ def test_evaluate_json_keys(tiny_run, capsys):
 
     data, run = tiny_run
     for ds in ("mirex_mm", "quadrants_4q"):
-        assert main(["evaluate", "--data", str(data), "--dataset", ds, "--split", "test",
-                     "--checkpoint", str(run / "best"), "--json"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--data",
+                    str(data),
+                    "--dataset",
+                    ds,
+                    "--split",
+                    "test",
+                    "--checkpoint",
+                    str(run / "best"),
+                    "--json",
+                ]
+            )
+            == 0
+        )
         res = json.loads(capsys.readouterr().out)
         for key in ("accuracy", "macro_f1", "roc_auc", "n", "model", "confusion_matrix", "va"):
             assert key in res
@@ -230,8 +268,25 @@ def test_evaluate_json_keys(tiny_run, capsys):
         assert set(res["va"]["valence"]) == {"ccc", "pearson", "icc_3_1"}
         lo, hi = res["ci95"]["accuracy"]
         assert res["ci95"]["level"] == 0.95 and 0 <= lo <= res["accuracy"] <= hi <= 1
-    assert main(["evaluate", "--data", str(data), "--dataset", "quadrants_4q", "--checkpoint", str(run / "best"),
-                 "--snr", "0", "--noise", "pink", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(data),
+                "--dataset",
+                "quadrants_4q",
+                "--checkpoint",
+                str(run / "best"),
+                "--snr",
+                "0",
+                "--noise",
+                "pink",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["snr_db"] == 0.0
 
 
@@ -252,8 +307,15 @@ def test_frozen_musicnn_heads_train_from_the_token_cache(tiny_data):
     tmp, data = tiny_data
     build_cache(data, tmp / "mcache", workers=1, cfg=ModelConfig(frontend=MUSICNN_FRONTEND))
     build_token_cache(tmp / "mcache", log=lambda *_: None, max_patches=5)
-    opts = TrainOptions(preset="musicnn_gate", epochs=2, batch_size=8, lr=3e-3, crop_s=(3.0, 3.0), threads=1,
-                        model={"d_model": 32, "n_heads": 2, "n_layers": 1, "ffn_dim": 64})
+    opts = TrainOptions(
+        preset="musicnn_gate",
+        epochs=2,
+        batch_size=8,
+        lr=3e-3,
+        crop_s=(3.0, 3.0),
+        threads=1,
+        model={"d_model": 32, "n_heads": 2, "n_layers": 1, "ffn_dim": 64},
+    )
     train(opts, data, tmp / "mcache", tmp / "mrun", log=lambda *_: None)
     model, kind, cfg, _, _ = load_model(tmp / "mrun" / "best")
     assert cfg.audio_encoder == "musicnn_msd"

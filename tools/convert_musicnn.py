@@ -105,8 +105,15 @@ class TFMusicnn:
         with tf.name_scope("model"):
             self.x = tf.compat.v1.placeholder(tf.float32, [None, PATCH, N_MELS])
             self.is_training = tf.compat.v1.placeholder(tf.bool)
-            y, _, _, _, _, _, mean_pool, max_pool, penultimate = models.define_model(self.x, self.is_training, model, 50)
-        self.fetch = {"taggram": tf.nn.sigmoid(y), "penultimate": penultimate, "mean_pool": mean_pool, "max_pool": max_pool}
+            y, _, _, _, _, _, mean_pool, max_pool, penultimate = models.define_model(
+                self.x, self.is_training, model, 50
+            )
+        self.fetch = {
+            "taggram": tf.nn.sigmoid(y),
+            "penultimate": penultimate,
+            "mean_pool": mean_pool,
+            "max_pool": max_pool,
+        }
         self.sess = tf.compat.v1.Session()
         self.sess.run(tf.compat.v1.global_variables_initializer())
         tf.compat.v1.train.Saver().restore(self.sess, self.ckpt)  # no bare except: a failed restore stops here
@@ -123,11 +130,14 @@ class TFMusicnn:
     def state_dict(self) -> dict[str, np.ndarray]:
         """The weights under ``mersdk.model.Musicnn``'s names, mapped in the graph's creation order."""
         vals = {v.op.name: self.sess.run(v) for v in self.variables}
-        layer = lambda name: sorted({n.rsplit("/", 1)[0] for n in vals if n.rsplit("/", 2)[-2].startswith(name)},
-                                    key=lambda n: (len(n), n))  # conv2d, conv2d_1, ..., conv2d_10 in order
+        layer = lambda name: sorted(
+            {n.rsplit("/", 1)[0] for n in vals if n.rsplit("/", 2)[-2].startswith(name)}, key=lambda n: (len(n), n)
+        )  # conv2d, conv2d_1, ..., conv2d_10 in order
         convs, bns, denses = layer("conv2d"), layer("batch_normalization"), layer("dense")
         if (len(convs), len(bns), len(denses)) != (8, 11, 2):
-            raise RuntimeError(f"unexpected graph: {len(convs)} conv, {len(bns)} batch norm, {len(denses)} dense layers")
+            raise RuntimeError(
+                f"unexpected graph: {len(convs)} conv, {len(bns)} batch norm, {len(denses)} dense layers"
+            )
         sd: dict[str, np.ndarray] = {}
 
         def conv2d(dst, src):  # TF (kh, kw, in, out) -> torch (out, in, kh, kw)
@@ -139,8 +149,12 @@ class TFMusicnn:
             sd[f"{dst}.bias"] = vals[f"{src}/bias"]
 
         def bn(dst, src):
-            for a, b in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
-                         ("running_var", "moving_variance")):
+            for a, b in (
+                ("weight", "gamma"),
+                ("bias", "beta"),
+                ("running_mean", "moving_mean"),
+                ("running_var", "moving_variance"),
+            ):
                 sd[f"{dst}.{a}"] = vals[f"{src}/{b}"]
             sd[f"{dst}.num_batches_tracked"] = np.array(0, np.int64)
 
@@ -171,8 +185,15 @@ def cmd_convert(args) -> None:
     sd = net.state_dict()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     tmp = OUT_DIR / f".{MODEL}.safetensors.tmp"
-    save_file(sd, str(tmp), metadata={"source": "musicnn 0.1.0 (PyPI) MSD_musicnn checkpoint", "licence": "ISC",
-                                      "converted_by": "tools/convert_musicnn.py"})
+    save_file(
+        sd,
+        str(tmp),
+        metadata={
+            "source": "musicnn 0.1.0 (PyPI) MSD_musicnn checkpoint",
+            "licence": "ISC",
+            "converted_by": "tools/convert_musicnn.py",
+        },
+    )
     os.chmod(tmp, 0o644)
     os.replace(tmp, OUT_DIR / f"{MODEL}.safetensors")
     shutil.copyfile(musicnn_dir().parent / "musicnn-0.1.0.dist-info" / "LICENSE.md", OUT_DIR / "LICENSE.musicnn.md")
@@ -183,8 +204,13 @@ def cmd_convert(args) -> None:
     rep = librosa_log_mel(y)
     out = net.run(patches_of(rep))
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(FIXTURE, audio_int16=np.round(y * 32767).astype(np.int16), log_mel=rep,
-                        log_mel_zero_pad=librosa_log_mel(y, "constant"), **out)
+    np.savez_compressed(
+        FIXTURE,
+        audio_int16=np.round(y * 32767).astype(np.int16),
+        log_mel=rep,
+        log_mel_zero_pad=librosa_log_mel(y, "constant"),
+        **out,
+    )
     print(f"reference outputs of {len(patches_of(rep))} patches -> {FIXTURE}")
 
 

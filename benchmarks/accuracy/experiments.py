@@ -50,9 +50,18 @@ RUNS = {
     "cnn_e30": {"preset": "cnn", "epochs": 30},
     "crnn_e30": {"preset": "crnn", "epochs": 30},
     # the paper-size network of mersdk.config.ModelConfig (2.4 M parameters instead of 0.6 M)
-    "gate_big": {"preset": "gate", "epochs": 30, "model": {
-        "cnn_stages": [[16, 2, 2], [32, 2, 2], [64, 2, 2], [128, 2, 1], [128, 2, 2]],
-        "d_model": 256, "n_heads": 4, "n_layers": 2, "ffn_dim": 512, "dropout": 0.1}},
+    "gate_big": {
+        "preset": "gate",
+        "epochs": 30,
+        "model": {
+            "cnn_stages": [[16, 2, 2], [32, 2, 2], [64, 2, 2], [128, 2, 1], [128, 2, 2]],
+            "d_model": 256,
+            "n_heads": 4,
+            "n_layers": 2,
+            "ffn_dim": 512,
+            "dropout": 0.1,
+        },
+    },
 }
 DESCRIPTION = {
     "gate": "ours: audio + lyrics, cross-modal attention, dynamic fusion gate",
@@ -100,10 +109,17 @@ def cmd_train(args):
         best = train(opts, args.data, args.cache, Path(args.runs) / name, log=print)
         wall = time.time() - t0
         hist = json.loads((Path(args.runs) / name / "history.json").read_text())["history"]
-        info = {"name": name, "best": best, "train_s_total": sum(h["train_s"] for h in hist),
-                "epochs": len(hist), "wall_s_this_call": round(wall, 1)}
+        info = {
+            "name": name,
+            "best": best,
+            "train_s_total": sum(h["train_s"] for h in hist),
+            "epochs": len(hist),
+            "wall_s_this_call": round(wall, 1),
+        }
         (Path(args.runs) / name / "summary.json").write_text(json.dumps(info, indent=1) + "\n")
-        print(f"{name}: best epoch {best['epoch']}, val {best['val_selection']:.3f}, {info['train_s_total']:.0f} s training")
+        print(
+            f"{name}: best epoch {best['epoch']}, val {best['val_selection']:.3f}, {info['train_s_total']:.0f} s training"
+        )
 
 
 class Split:
@@ -139,8 +155,10 @@ def _subset(sp, pred, keep):
 
 def _row(res):
     va = res["va"]
-    return (f"| {res['n']} | {res['accuracy']:.3f} | {res['macro_f1']:.3f} | {res['roc_auc']:.3f} | "
-            f"{va['valence']['ccc']:.3f} | {va['arousal']['ccc']:.3f} | {va['mean_icc_3_1']:.3f} |")
+    return (
+        f"| {res['n']} | {res['accuracy']:.3f} | {res['macro_f1']:.3f} | {res['roc_auc']:.3f} | "
+        f"{va['valence']['ccc']:.3f} | {va['arousal']['ccc']:.3f} | {va['mean_icc_3_1']:.3f} |"
+    )
 
 
 def cmd_clean(args):
@@ -171,7 +189,8 @@ def cmd_clean(args):
                 found[name][f"{ds}/{name}"] = score(sp.clips, pred, mid, {"subset": "all clips"})
             if kind == "emotion" and cfg.fusion != "none" and ds == "mirex_mm":
                 found[name][f"{ds}/{name}/no_lyrics"] = score(
-                    sp.clips, _predict(model, cfg, sp, no_lyrics=True), mid, {"subset": "lyrics withheld at test"})
+                    sp.clips, _predict(model, cfg, sp, no_lyrics=True), mid, {"subset": "lyrics withheld at test"}
+                )
                 clips, p = _subset(sp, pred, with_lyr)
                 found[name][f"{ds}/{name}/with_lyrics_subset"] = score(clips, p, mid, {"subset": "clips with lyrics"})
     for name in todo:
@@ -179,22 +198,32 @@ def cmd_clean(args):
     out = {}
     for f in sorted(parts.glob("*.json")):
         out.update(json.loads(f.read_text()))
-    head = ("| model | n | accuracy | macro-F1 | ROC-AUC | CCC valence | CCC arousal | ICC(3,1) mean |\n"
-            "|---|---|---|---|---|---|---|---|")
+    head = (
+        "| model | n | accuracy | macro-F1 | ROC-AUC | CCC valence | CCC arousal | ICC(3,1) mean |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
     lines = []
     for ds in DATASETS:
         n_all = len(load_clips_n(args, ds))
         lines += [f"\n### {ds} (test split, n={n_all})\n", head]
         for name in every:
-            for key, label in ((f"{ds}/{name}", f"{name}: {DESCRIPTION.get(name, name)}"),
-                               (f"{ds}/{name}/no_lyrics", f"{name}, lyrics withheld at test"),
-                               (f"{ds}/{name}/with_lyrics_subset", f"{name}, only clips with lyrics")):
+            for key, label in (
+                (f"{ds}/{name}", f"{name}: {DESCRIPTION.get(name, name)}"),
+                (f"{ds}/{name}/no_lyrics", f"{name}, lyrics withheld at test"),
+                (f"{ds}/{name}/with_lyrics_subset", f"{name}, only clips with lyrics"),
+            ):
                 if key in out:
                     r = out[key]
-                    sub = " (clips with lyrics)" if r.get("subset") == "clips with lyrics" and "/" not in key[len(ds) + 1:] else ""
+                    sub = (
+                        " (clips with lyrics)"
+                        if r.get("subset") == "clips with lyrics" and "/" not in key[len(ds) + 1 :]
+                        else ""
+                    )
                     lines.append(f"| {label}{sub} " + _row(r))
-    md = ("VA columns: agreement with the *derived VA targets* (quadrant signs; Warriner lexicon values of the "
-          "mood adjective), not listener ratings.\n" + "\n".join(lines))
+    md = (
+        "VA columns: agreement with the *derived VA targets* (quadrant signs; Warriner lexicon values of the "
+        "mood adjective), not listener ratings.\n" + "\n".join(lines)
+    )
     _save("clean_test", out, md)
 
 
@@ -208,7 +237,11 @@ def cmd_noise(args):
     torch.set_num_threads(1)
     parts = RESULTS / "noise_parts"
     parts.mkdir(parents=True, exist_ok=True)
-    todo = [n for n in (args.names or _available(args, MAIN_MODELS + LONG_MODELS)) if n != "lyrics" and not (parts / f"{n}.json").is_file()]
+    todo = [
+        n
+        for n in (args.names or _available(args, MAIN_MODELS + LONG_MODELS))
+        if n != "lyrics" and not (parts / f"{n}.json").is_file()
+    ]
     models = {n: load_model(_ckpt(args, n)) for n in todo}
     out = {n: {} for n in todo}
     for ds in DATASETS if todo else ():
@@ -217,12 +250,13 @@ def cmd_noise(args):
             for snr in SNRS:
                 t0 = time.time()
                 mw = sp.noisy(kind, snr)
-                for name, (model, mkind, cfg, meta, mid) in models.items():
+                for name, (model, _mkind, cfg, meta, mid) in models.items():
                     if ds not in meta.get("datasets", DATASETS):
                         continue
                     res = score(sp.clips, _predict(model, cfg, sp, mels=mw), mid)
-                    out[name][f"{ds}/{kind}/{snr}/{name}"] = {k: res[k] for k in ("accuracy", "macro_f1", "roc_auc", "n")} | {
-                        "va_mean_ccc": res["va"]["mean_ccc"]}
+                    out[name][f"{ds}/{kind}/{snr}/{name}"] = {
+                        k: res[k] for k in ("accuracy", "macro_f1", "roc_auc", "n")
+                    } | {"va_mean_ccc": res["va"]["mean_ccc"]}
                 print(f"{ds} {kind} {snr} dB: {time.time() - t0:.0f}s", file=sys.stderr)
     for name in todo:
         (parts / f"{name}.json").write_text(json.dumps(out[name], indent=1) + "\n")
@@ -234,8 +268,11 @@ def cmd_noise(args):
     lines = []
     for ds in DATASETS:
         for metric in ("macro_f1", "accuracy"):
-            lines += [f"\n### {ds}: {metric} vs SNR (test split, n={len(load_clips_n(args, ds))})\n",
-                      "| model | noise | clean | 20 dB | 10 dB | 5 dB | 0 dB |", "|---|---|---|---|---|---|---|"]
+            lines += [
+                f"\n### {ds}: {metric} vs SNR (test split, n={len(load_clips_n(args, ds))})\n",
+                "| model | noise | clean | 20 dB | 10 dB | 5 dB | 0 dB |",
+                "|---|---|---|---|---|---|---|",
+            ]
             for name in names:
                 for kind in NOISES:
                     vals = [out.get(f"{ds}/{kind}/{s}/{name}", {}).get(metric) for s in SNRS]
@@ -244,8 +281,12 @@ def cmd_noise(args):
                     c = clean.get(f"{ds}/{name}", {}).get(metric)
                     cs = f"{c:.3f}" if c is not None else "-"
                     lines.append(f"| {name} | {kind} | {cs} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
-    _save("noise", out, "Noise mixed in the waveform at the given SNR (fixed seeds; music = another test clip "
-          "by another artist). Lyrics stay clean.\n" + "\n".join(lines))
+    _save(
+        "noise",
+        out,
+        "Noise mixed in the waveform at the given SNR (fixed seeds; music = another test clip "
+        "by another artist). Lyrics stay clean.\n" + "\n".join(lines),
+    )
 
 
 def load_clips_n(args, ds):
@@ -266,9 +307,18 @@ def cmd_cross(args):
 
     torch.set_num_threads(1)
     cache = FeatureCache(args.cache)
-    out, lines = {}, ["| trained on | tested on | n (V) | valence AUC (class map) | valence AUC (VA head) | "
-                      "n (A) | arousal AUC (class map) | arousal AUC (VA head) |", "|---|---|---|---|---|---|---|---|"]
-    for run, src, dst in (("gate_mirex_only", "mirex_mm", "quadrants_4q"), ("gate_4q_only", "quadrants_4q", "mirex_mm")):
+    out, lines = (
+        {},
+        [
+            "| trained on | tested on | n (V) | valence AUC (class map) | valence AUC (VA head) | "
+            "n (A) | arousal AUC (class map) | arousal AUC (VA head) |",
+            "|---|---|---|---|---|---|---|---|",
+        ],
+    )
+    for run, src, dst in (
+        ("gate_mirex_only", "mirex_mm", "quadrants_4q"),
+        ("gate_4q_only", "quadrants_4q", "mirex_mm"),
+    ):
         if not _ckpt(args, run).is_dir():
             continue
         model, kind, cfg, meta, mid = load_model(_ckpt(args, run))
@@ -279,7 +329,9 @@ def cmd_cross(args):
         if src == "mirex_mm":  # cluster probabilities -> expected binary valence / arousal
             p = pred["cluster"]
             v_score = sum(p[:, c] * CLUSTER_BINARY_VA[c][0] for c in range(5))
-            a_score = sum(p[:, c] * (0.5 if CLUSTER_BINARY_VA[c][1] is None else CLUSTER_BINARY_VA[c][1]) for c in range(5))
+            a_score = sum(
+                p[:, c] * (0.5 if CLUSTER_BINARY_VA[c][1] is None else CLUSTER_BINARY_VA[c][1]) for c in range(5)
+            )
             v_true = np.array([QUADRANT_BINARY_VA[c.label][0] for c in clips])
             a_true = np.array([QUADRANT_BINARY_VA[c.label][1] for c in clips])
             a_keep = np.ones(len(clips), bool)
@@ -289,34 +341,52 @@ def cmd_cross(args):
             v_true = np.array([CLUSTER_BINARY_VA[c.label][0] for c in clips])
             a_keep = np.array([CLUSTER_BINARY_VA[c.label][1] is not None for c in clips])
             a_true = np.array([CLUSTER_BINARY_VA[c.label][1] or 0 for c in clips])
-        r = {"n_valence": len(clips), "n_arousal": int(a_keep.sum()),
-             "valence_auc_class_map": binary_auc(v_true, v_score), "valence_auc_va_head": binary_auc(v_true, pred["va"][:, 0]),
-             "arousal_auc_class_map": binary_auc(a_true[a_keep], a_score[a_keep]),
-             "arousal_auc_va_head": binary_auc(a_true[a_keep], pred["va"][a_keep, 1]), "model": mid}
+        r = {
+            "n_valence": len(clips),
+            "n_arousal": int(a_keep.sum()),
+            "valence_auc_class_map": binary_auc(v_true, v_score),
+            "valence_auc_va_head": binary_auc(v_true, pred["va"][:, 0]),
+            "arousal_auc_class_map": binary_auc(a_true[a_keep], a_score[a_keep]),
+            "arousal_auc_va_head": binary_auc(a_true[a_keep], pred["va"][a_keep, 1]),
+            "model": mid,
+        }
         out[f"{src}->{dst}"] = r
-        lines.append(f"| {src} | {dst} (all splits) | {r['n_valence']} | {r['valence_auc_class_map']:.3f} | "
-                     f"{r['valence_auc_va_head']:.3f} | {r['n_arousal']} | {r['arousal_auc_class_map']:.3f} | "
-                     f"{r['arousal_auc_va_head']:.3f} |")
-    _save("cross_dataset", out, "Trained on one dataset only (audio + lyrics where present), tested on every clip "
-          "of the other dataset except the three shared recordings. Cluster -> binary V/A mapping: "
-          "`mersdk/training/data.py: CLUSTER_BINARY_VA`.\n\n" + "\n".join(lines))
+        lines.append(
+            f"| {src} | {dst} (all splits) | {r['n_valence']} | {r['valence_auc_class_map']:.3f} | "
+            f"{r['valence_auc_va_head']:.3f} | {r['n_arousal']} | {r['arousal_auc_class_map']:.3f} | "
+            f"{r['arousal_auc_va_head']:.3f} |"
+        )
+    _save(
+        "cross_dataset",
+        out,
+        "Trained on one dataset only (audio + lyrics where present), tested on every clip "
+        "of the other dataset except the three shared recordings. Cluster -> binary V/A mapping: "
+        "`mersdk/training/data.py: CLUSTER_BINARY_VA`.\n\n" + "\n".join(lines),
+    )
 
 
 def cmd_label(args):
     clean = json.loads((RESULTS / "clean_test.json").read_text())
-    lines = ["| training labels | dataset | n | accuracy | macro-F1 | CCC valence | CCC arousal | CCC mean | ICC(3,1) mean |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| training labels | dataset | n | accuracy | macro-F1 | CCC valence | CCC arousal | CCC mean | ICC(3,1) mean |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     out = {}
-    for name, what in (("gate", "100% supervised"), ("gate_30pct_supervised", "30% supervised only"),
-                       ("gate_30pct_mean_teacher", "30% + mean teacher on the other 70%")):
+    for name, what in (
+        ("gate", "100% supervised"),
+        ("gate_30pct_supervised", "30% supervised only"),
+        ("gate_30pct_mean_teacher", "30% + mean teacher on the other 70%"),
+    ):
         for ds in DATASETS:
             r = clean.get(f"{ds}/{name}")
             if not r:
                 continue
             va = r["va"]
             out[f"{ds}/{name}"] = {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "va": va}
-            lines.append(f"| {what} | {ds} | {r['n']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | "
-                         f"{va['valence']['ccc']:.3f} | {va['arousal']['ccc']:.3f} | {va['mean_ccc']:.3f} | {va['mean_icc_3_1']:.3f} |")
+            lines.append(
+                f"| {what} | {ds} | {r['n']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | "
+                f"{va['valence']['ccc']:.3f} | {va['arousal']['ccc']:.3f} | {va['mean_ccc']:.3f} | {va['mean_icc_3_1']:.3f} |"
+            )
     _save("label_efficiency", out, "Test split; CCC/ICC against the derived VA targets.\n\n" + "\n".join(lines))
 
 
@@ -345,7 +415,9 @@ def cmd_plots(args):
                 ax.text(j, i, cm[i, j], ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"default model ({shipped})\n{ds} test (n={r['n']}): acc {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}")
+        ax.set_title(
+            f"default model ({shipped})\n{ds} test (n={r['n']}): acc {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}"
+        )
         fig.tight_layout()
         fig.savefig(PLOTS / f"confusion_{ds}.png", dpi=110)
         plt.close(fig)
@@ -363,9 +435,16 @@ def cmd_plots(args):
                     xs = [35] + list(SNRS)
                     # one colour per model (more models than the default cycle), dashed = 30 epochs,
                     # thick = the bundled model
-                    ax.plot(xs, [c] + ys, marker="o", ms=4, color=plt.cm.tab20(i % 20),
-                            ls="--" if name in LONG_MODELS else "-", lw=3 if name == shipped else 1.3,
-                            label=name + (" (bundled)" if name == shipped else ""))
+                    ax.plot(
+                        xs,
+                        [c] + ys,
+                        marker="o",
+                        ms=4,
+                        color=plt.cm.tab20(i % 20),
+                        ls="--" if name in LONG_MODELS else "-",
+                        lw=3 if name == shipped else 1.3,
+                        label=name + (" (bundled)" if name == shipped else ""),
+                    )
                 ax.set_xticks([35, 20, 10, 5, 0], ["clean", "20", "10", "5", "0"])
                 ax.invert_xaxis()
                 ax.set_xlabel("SNR (dB)")
@@ -402,7 +481,11 @@ def cmd_ship(args):
     # The SDK promises dynamic fusion (Prediction.fusion_weight, the gate that weighs the lyrics per
     # input), so only runs with fusion='gate' trained on both sets may ship; among them the best val
     # score wins. The val scores of all runs are stored beside it, so a better ungated run stays visible.
-    gated = [n for n in cands if RUNS[n]["preset"] == "gate" and "datasets" not in RUNS[n] and "label_fraction" not in RUNS[n]]
+    gated = [
+        n
+        for n in cands
+        if RUNS[n]["preset"] == "gate" and "datasets" not in RUNS[n] and "label_fraction" not in RUNS[n]
+    ]
     name = max(gated, key=lambda n: cands[n]["val_selection"])
     print("val selection scores:", {n: round(b["val_selection"], 4) for n, b in cands.items()}, "-> gated:", name)
     if not _ckpt(args, name).is_dir():
@@ -414,29 +497,49 @@ def cmd_ship(args):
     # runs trained with `mersdk train` directly have no summary.json: the history has the same sums
     hist = json.loads((Path(args.runs) / name / "history.json").read_text())["history"]
     hist = {"train_s_total": round(sum(h["train_s"] for h in hist), 1)}
-    model.cfg = dataclasses.replace(cfg, description=(
-        f"mersdk default model ({DESCRIPTION[name]}), trained on mirex_mm (audio+lyrics, 5 MIREX clusters) and "
-        "quadrants_4q (audio, Russell quadrants); valence/arousal are regressed on derived VA targets "
-        "(quadrant signs, Warriner lexicon values of mood adjectives), not listener ratings"))
-    meta = dict(meta) | {"trained": True, "run": name, "data": {
-        "mirex_mm": "Panda et al. 2013, 903 clips (764 with lyrics), fixed artist-disjoint split train/val/test",
-        "quadrants_4q": "Panda et al. 2018, 900 clips, fixed artist-disjoint split train/val/test"},
+    model.cfg = dataclasses.replace(
+        cfg,
+        description=(
+            f"mersdk default model ({DESCRIPTION[name]}), trained on mirex_mm (audio+lyrics, 5 MIREX clusters) and "
+            "quadrants_4q (audio, Russell quadrants); valence/arousal are regressed on derived VA targets "
+            "(quadrant signs, Warriner lexicon values of mood adjectives), not listener ratings"
+        ),
+    )
+    meta = dict(meta) | {
+        "trained": True,
+        "run": name,
+        "data": {
+            "mirex_mm": "Panda et al. 2013, 903 clips (764 with lyrics), fixed artist-disjoint split train/val/test",
+            "quadrants_4q": "Panda et al. 2018, 900 clips, fixed artist-disjoint split train/val/test",
+        },
         "val_selection_scores": {n: b["val_selection"] for n, b in cands.items()},
-        "training_cpu_s": hist["train_s_total"]}
+        "training_cpu_s": hist["train_s_total"],
+    }
     save_checkpoint(model, DEFAULT_MODEL_DIR, meta)
     meta["test"] = {}
     for ds in DATASETS:
-        r = evaluate_checkpoint(DEFAULT_MODEL_DIR, args.data, ds, "test", threads=1, bootstrap=0)  # intervals: `intervals`
-        meta["test"][ds] = {"n": r["n"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "roc_auc": r["roc_auc"],
-                            "va_mean_ccc": r["va"]["mean_ccc"], "va_targets": "derived"}
+        r = evaluate_checkpoint(
+            DEFAULT_MODEL_DIR, args.data, ds, "test", threads=1, bootstrap=0
+        )  # intervals: `intervals`
+        meta["test"][ds] = {
+            "n": r["n"],
+            "accuracy": r["accuracy"],
+            "macro_f1": r["macro_f1"],
+            "roc_auc": r["roc_auc"],
+            "va_mean_ccc": r["va"]["mean_ccc"],
+            "va_targets": "derived",
+        }
     ck = save_checkpoint(model, DEFAULT_MODEL_DIR, meta)
     size = ck.weights_path.stat().st_size
     print(f"shipped {name} -> {ck.path} ({size / 1e6:.2f} MB, hash {ck.model_hash}); test: {meta['test']}")
 
 
 # the published figures each interval is held against (see README "Comparison with the published figures")
-TARGETS = {"mirex_mm": {"macro_f1": 0.611}, "quadrants_4q": {"macro_f1": 0.764},
-           "0 dB": {"accuracy": 0.58, "macro_f1": 0.55}}
+TARGETS = {
+    "mirex_mm": {"macro_f1": 0.611},
+    "quadrants_4q": {"macro_f1": 0.764},
+    "0 dB": {"accuracy": 0.58, "macro_f1": 0.55},
+}
 
 
 def cmd_intervals(args):
@@ -470,9 +573,17 @@ def cmd_intervals(args):
             res = score(sp.clips, pred, mid)
             ci = bootstrap_ci(y, pred[task], len(labels_of(task)))
             out["bootstrap"] = {k: ci[k] for k in ("level", "n_resamples", "seed", "method")}
-            out["rows"][f"{ds}/{cond}"] = {"n": res["n"], **{k: [res[k], *ci[k]] for k in ("accuracy", "macro_f1", "roc_auc")}}
-            print(f"{ds} {cond}: " + ", ".join(f"{k} {res[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"
-                                                for k in ("accuracy", "macro_f1", "roc_auc")), flush=True)
+            out["rows"][f"{ds}/{cond}"] = {
+                "n": res["n"],
+                **{k: [res[k], *ci[k]] for k in ("accuracy", "macro_f1", "roc_auc")},
+            }
+            print(
+                f"{ds} {cond}: "
+                + ", ".join(
+                    f"{k} {res[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" for k in ("accuracy", "macro_f1", "roc_auc")
+                ),
+                flush=True,
+            )
 
     def cell(v):
         return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
@@ -486,14 +597,18 @@ def cmd_intervals(args):
             said.append(f"{'F1' if k == 'macro_f1' else 'acc'} {t:g}: {where}")
         return "; ".join(said) or "—"
 
-    lines = [f"Bundled model {mid}, test splits; point estimate [95 % interval], percentile bootstrap over clips "
-             f"({out['bootstrap']['n_resamples']} resamples, seed {out['bootstrap']['seed']}).\n",
-             "| dataset | condition | n | accuracy | macro-F1 | ROC-AUC | published figure |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Bundled model {mid}, test splits; point estimate [95 % interval], percentile bootstrap over clips "
+        f"({out['bootstrap']['n_resamples']} resamples, seed {out['bootstrap']['seed']}).\n",
+        "| dataset | condition | n | accuracy | macro-F1 | ROC-AUC | published figure |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, row in out["rows"].items():
         ds, cond = key.split("/", 1)
-        lines.append(f"| {ds} | {cond} | {row['n']} | {cell(row['accuracy'])} | {cell(row['macro_f1'])} | "
-                     f"{cell(row['roc_auc'])} | {verdict(ds, cond, row)} |")
+        lines.append(
+            f"| {ds} | {cond} | {row['n']} | {cell(row['accuracy'])} | {cell(row['macro_f1'])} | "
+            f"{cell(row['roc_auc'])} | {verdict(ds, cond, row)} |"
+        )
     _save("intervals", out, "\n".join(lines))
 
 
@@ -508,8 +623,16 @@ def main():
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
-    {"train": cmd_train, "clean": cmd_clean, "noise": cmd_noise, "cross": cmd_cross, "label": cmd_label,
-     "plots": cmd_plots, "ship": cmd_ship, "intervals": cmd_intervals}[args.command](args)
+    {
+        "train": cmd_train,
+        "clean": cmd_clean,
+        "noise": cmd_noise,
+        "cross": cmd_cross,
+        "label": cmd_label,
+        "plots": cmd_plots,
+        "ship": cmd_ship,
+        "intervals": cmd_intervals,
+    }[args.command](args)
 
 
 if __name__ == "__main__":

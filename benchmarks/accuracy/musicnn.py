@@ -94,15 +94,22 @@ def cmd_probe(args):
         return
     score = {layer: float(np.mean([res[f"{layer}/{ds}"]["val_macro_f1"] for ds in DATASETS])) for layer in LAYERS}
     chosen = max(score, key=score.get)
-    out = {"probe": res, "mean_val_macro_f1": score, "chosen_layer": chosen,
-           "protocol": "clip-mean features, StandardScaler, LogisticRegression(class_weight=balanced), C on val"}
+    out = {
+        "probe": res,
+        "mean_val_macro_f1": score,
+        "chosen_layer": chosen,
+        "protocol": "clip-mean features, StandardScaler, LogisticRegression(class_weight=balanced), C on val",
+    }
     (Path(args.results) / "musicnn_probe.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = ["| layer (width) | mirex_mm val macro-F1 | quadrants_4q val macro-F1 | mean |", "|---|---|---|---|"]
     from mersdk.model import MUSICNN_LAYERS
 
     for layer in LAYERS:
-        lines.append(f"| {layer} ({MUSICNN_LAYERS[layer]}){' **chosen**' if layer == chosen else ''} | "
-                     + " | ".join(f"{res[f'{layer}/{ds}']['val_macro_f1']:.3f}" for ds in DATASETS) + f" | {score[layer]:.3f} |")
+        lines.append(
+            f"| {layer} ({MUSICNN_LAYERS[layer]}){' **chosen**' if layer == chosen else ''} | "
+            + " | ".join(f"{res[f'{layer}/{ds}']['val_macro_f1']:.3f}" for ds in DATASETS)
+            + f" | {score[layer]:.3f} |"
+        )
     (Path(args.results) / "musicnn_probe.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -119,14 +126,18 @@ def cmd_train(args):
         spec["crop_s"] = tuple(spec["crop_s"])
         opts = TrainOptions(**spec, model={"audio_layer": layer, **spec.pop("model", {})})
         torch.set_num_threads(1)
-        best = train(opts, data_dir=args.data, cache_dir=args.cache, out_dir=Path(args.runs) / name,
-                     log=lambda m: print(m, flush=True))
+        best = train(
+            opts,
+            data_dir=args.data,
+            cache_dir=args.cache,
+            out_dir=Path(args.runs) / name,
+            log=lambda m: print(m, flush=True),
+        )
         print(name, "best", best["epoch"], round(best["val_selection"], 4), flush=True)
 
 
 def _predict(args, name, split, lyrics=True):
     from mersdk.training.baselines import load_model
-    from mersdk.training.cache import FeatureCache
     from mersdk.training.data import load_clips
     from mersdk.training.train import predict_cached
 
@@ -149,9 +160,9 @@ def _cache(args):
 
 def cmd_table(args):
     """Val (selection) and test figures of every finished run; gate runs also with lyrics withheld."""
+    from mersdk.training.data import labels_of
     from mersdk.training.evaluate import score
     from mersdk.training.metrics import bootstrap_ci
-    from mersdk.training.data import labels_of
 
     rows = {}
     for name in RUNS:
@@ -165,8 +176,13 @@ def cmd_table(args):
                 for ds, (clips, p) in preds.items():
                     s = score(clips, p)
                     task = clips[0].task
-                    e = {"macro_f1": s["macro_f1"], "accuracy": s["accuracy"], "roc_auc": s["roc_auc"],
-                         "va_mean_ccc": s["va"]["mean_ccc"], "n": s["n"]}
+                    e = {
+                        "macro_f1": s["macro_f1"],
+                        "accuracy": s["accuracy"],
+                        "roc_auc": s["roc_auc"],
+                        "va_mean_ccc": s["va"]["mean_ccc"],
+                        "n": s["n"],
+                    }
                     if split == "test":
                         ci = bootstrap_ci([c.label for c in clips], p[task], len(labels_of(task)), n_resamples=1000)
                         e["macro_f1_ci95"] = ci["macro_f1"]
@@ -184,22 +200,34 @@ def cmd_table(args):
 
 def _write_md(args, rows):
     def agg(prefix, key):
-        names = [n for n in rows if n.rsplit(" lyrics", 1)[0].rsplit("_s", 1)[0] == prefix.split(" ")[0]
-                 and (" lyrics withheld" in n) == (" lyrics withheld" in prefix)]
+        names = [
+            n
+            for n in rows
+            if n.rsplit(" lyrics", 1)[0].rsplit("_s", 1)[0] == prefix.split(" ")[0]
+            and (" lyrics withheld" in n) == (" lyrics withheld" in prefix)
+        ]
         v = [rows[n][key]["macro_f1"] for n in names if key in rows[n]]
         return (float(np.mean(v)), float(np.std(v)), len(v)) if v else None
 
-    lines = ["| run | val mirex_mm | val 4q | val selection | test mirex_mm macro-F1 [95 % CI] | "
-             "test mirex_mm, clips with lyrics | test quadrants_4q macro-F1 [95 % CI] |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | val mirex_mm | val 4q | val selection | test mirex_mm macro-F1 [95 % CI] | "
+        "test mirex_mm, clips with lyrics | test quadrants_4q macro-F1 [95 % CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for n, r in rows.items():
         sel = np.mean([r[f"val/{ds}"]["macro_f1"] for ds in DATASETS])
         t = [r[f"test/{ds}"] for ds in DATASETS]
-        lines.append(f"| {n} | {r['val/mirex_mm']['macro_f1']:.3f} | {r['val/quadrants_4q']['macro_f1']:.3f} | {sel:.3f} | "
-                     f"{t[0]['macro_f1']:.3f} [{t[0]['macro_f1_ci95'][0]:.3f}, {t[0]['macro_f1_ci95'][1]:.3f}] | "
-                     f"{t[0]['macro_f1_with_lyrics_only']:.3f} | "
-                     f"{t[1]['macro_f1']:.3f} [{t[1]['macro_f1_ci95'][0]:.3f}, {t[1]['macro_f1_ci95'][1]:.3f}] |")
-    lines += ["", "| model (mean ± sd over seeds) | seeds | test mirex_mm macro-F1 | test quadrants_4q macro-F1 |",
-              "|---|---|---|---|"]
+        lines.append(
+            f"| {n} | {r['val/mirex_mm']['macro_f1']:.3f} | {r['val/quadrants_4q']['macro_f1']:.3f} | {sel:.3f} | "
+            f"{t[0]['macro_f1']:.3f} [{t[0]['macro_f1_ci95'][0]:.3f}, {t[0]['macro_f1_ci95'][1]:.3f}] | "
+            f"{t[0]['macro_f1_with_lyrics_only']:.3f} | "
+            f"{t[1]['macro_f1']:.3f} [{t[1]['macro_f1_ci95'][0]:.3f}, {t[1]['macro_f1_ci95'][1]:.3f}] |"
+        )
+    lines += [
+        "",
+        "| model (mean ± sd over seeds) | seeds | test mirex_mm macro-F1 | test quadrants_4q macro-F1 |",
+        "|---|---|---|---|",
+    ]
     for prefix in ("mgate", "mgate lyrics withheld", "maudio"):
         a = [agg(prefix, f"test/{ds}") for ds in DATASETS]
         if a[0]:
@@ -219,27 +247,41 @@ def cmd_ship(args):
 
     bundled = read_checkpoint(None).metadata
     bundled_val = bundled["val_selection_scores"][bundled["run"]]
-    cands = {n: json.loads((Path(args.runs) / n / "history.json").read_text())["best"]["val_selection"]
-             for n in RUNS if n.startswith("mgate") and (Path(args.runs) / n / "history.json").is_file()}
+    cands = {
+        n: json.loads((Path(args.runs) / n / "history.json").read_text())["best"]["val_selection"]
+        for n in RUNS
+        if n.startswith("mgate") and (Path(args.runs) / n / "history.json").is_file()
+    }
     name = max(cands, key=cands.get)
     print("val selection:", {n: round(v, 4) for n, v in cands.items()}, f"bundled {bundled['run']} {bundled_val:.4f}")
     if cands[name] <= bundled_val:
         print(f"the bundled model stays: {name} ({cands[name]:.4f}) does not beat it on val")
         return
     model, kind, cfg, meta, _ = load_model(Path(args.runs) / name / "best")
-    model.cfg = dataclasses.replace(cfg, description=(
-        "mersdk default model: pretrained musicnn MSD_musicnn audio encoder (frozen; Pons & Serra 2019, ISC licence) "
-        "+ MiniLM lyric tokens, cross-modal attention with a dynamic fusion gate; heads trained on mirex_mm "
-        "(audio+lyrics, 5 MIREX clusters) and quadrants_4q (audio, Russell quadrants); valence/arousal are "
-        "regressed on derived VA targets (quadrant signs, Warriner lexicon values of mood adjectives), not "
-        "listener ratings"))
+    model.cfg = dataclasses.replace(
+        cfg,
+        description=(
+            "mersdk default model: pretrained musicnn MSD_musicnn audio encoder (frozen; Pons & Serra 2019, ISC licence) "
+            "+ MiniLM lyric tokens, cross-modal attention with a dynamic fusion gate; heads trained on mirex_mm "
+            "(audio+lyrics, 5 MIREX clusters) and quadrants_4q (audio, Russell quadrants); valence/arousal are "
+            "regressed on derived VA targets (quadrant signs, Warriner lexicon values of mood adjectives), not "
+            "listener ratings"
+        ),
+    )
     scores = dict(bundled["val_selection_scores"]) | cands
-    meta = dict(meta) | {"trained": True, "run": name, "data": bundled["data"], "val_selection_scores": scores,
-                         "val_selection_rule": "best mean val macro-F1 over both datasets among gated runs; ships "
-                                               "only above the bundled model's own val score"}
+    meta = dict(meta) | {
+        "trained": True,
+        "run": name,
+        "data": bundled["data"],
+        "val_selection_scores": scores,
+        "val_selection_rule": "best mean val macro-F1 over both datasets among gated runs; ships "
+        "only above the bundled model's own val score",
+    }
     ck = save_checkpoint(model, DEFAULT_MODEL_DIR, meta)
-    print(f"shipped {name} -> {ck.path} ({ck.weights_path.stat().st_size / 1e6:.2f} MB, hash {ck.model_hash}); "
-          "now `shipped-test` per dataset, then `ship-finalize`")
+    print(
+        f"shipped {name} -> {ck.path} ({ck.weights_path.stat().st_size / 1e6:.2f} MB, hash {ck.model_hash}); "
+        "now `shipped-test` per dataset, then `ship-finalize`"
+    )
 
 
 def cmd_shipped_test(args):
@@ -248,7 +290,7 @@ def cmd_shipped_test(args):
     from mersdk.training.evaluate import evaluate_checkpoint
 
     for ds in args.datasets:
-        for lyrics in ((True, False) if ds == "mirex_mm" and args.snr is None else (True,)):
+        for lyrics in (True, False) if ds == "mirex_mm" and args.snr is None else (True,):
             r = evaluate_checkpoint(None, args.data, ds, "test", snr_db=args.snr, noise=args.noise, lyrics=lyrics)
             tag = f"{ds}{'' if lyrics else '_no_lyrics'}{'' if args.snr is None else f'_snr{args.snr:g}_{args.noise}'}"
             (Path(args.results) / f"musicnn_shipped_test_{tag}.json").write_text(json.dumps(r, indent=1) + "\n")
@@ -264,8 +306,14 @@ def cmd_ship_finalize(args):
     meta["test"] = {}
     for ds in DATASETS:
         r = json.loads((Path(args.results) / f"musicnn_shipped_test_{ds}.json").read_text())
-        meta["test"][ds] = {"n": r["n"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "roc_auc": r["roc_auc"],
-                            "va_mean_ccc": r["va"]["mean_ccc"], "va_targets": "derived"}
+        meta["test"][ds] = {
+            "n": r["n"],
+            "accuracy": r["accuracy"],
+            "macro_f1": r["macro_f1"],
+            "roc_auc": r["roc_auc"],
+            "va_mean_ccc": r["va"]["mean_ccc"],
+            "va_targets": "derived",
+        }
     ck = save_checkpoint(model, DEFAULT_MODEL_DIR, meta)
     assert ck.model_hash == read_checkpoint(None).model_hash
     print("test figures stored:", meta["test"])
@@ -283,8 +331,14 @@ def main():
     ap.add_argument("--snr", type=float)
     ap.add_argument("--noise", default="white", choices=["white", "pink", "music"])
     args = ap.parse_args()
-    {"probe": cmd_probe, "train": cmd_train, "table": cmd_table, "ship": cmd_ship, "shipped-test": cmd_shipped_test,
-     "ship-finalize": cmd_ship_finalize}[args.command](args)
+    {
+        "probe": cmd_probe,
+        "train": cmd_train,
+        "table": cmd_table,
+        "ship": cmd_ship,
+        "shipped-test": cmd_shipped_test,
+        "ship-finalize": cmd_ship_finalize,
+    }[args.command](args)
 
 
 if __name__ == "__main__":

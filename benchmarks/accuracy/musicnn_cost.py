@@ -59,8 +59,9 @@ def cmd_latency(args):
                 full = model.audio.max_patches
                 for k in (3, 1):  # a model with max_patches=k: the k central patches only
                     model.audio.max_patches = k
-                    res[f"forward_{k}_patches_s"] = round(_median_s(
-                        lambda: model(mel, torch.tensor([mel.shape[-1]]), lyr, mask), args.repeats), 4)
+                    res[f"forward_{k}_patches_s"] = round(
+                        _median_s(lambda: model(mel, torch.tensor([mel.shape[-1]]), lyr, mask), args.repeats), 4
+                    )
                 model.audio.max_patches = full
         out[name] = res
         print(name, res, flush=True)

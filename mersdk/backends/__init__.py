@@ -2,7 +2,8 @@
 
 Each backend module implements ``base.Backend`` (the written contract) and registers a
 ``BackendSpec`` with a ``probe`` (is it usable here, and if not, why) and a ``create`` factory.
-``backend="auto"`` walks ``PREFERENCE`` (fastest first) and picks the first whose probe passes for the requested device; an explicit backend that cannot run raises
+``backend="auto"`` walks ``PREFERENCE`` (fastest first) and picks the first whose probe passes for the
+requested device; an explicit backend that cannot run raises
 ``BackendUnavailableError`` with the probe's reason. A backend that needs files made from the
 checkpoint (an ONNX export, an engine) also gives ``probe_checkpoint``, asked once the device probe
 passes. Heavy imports (torch, onnxruntime, tensorrt)
@@ -106,5 +107,7 @@ def create(choice: BackendChoice, checkpoint, **options):
         known = [n for n in params if n not in ("self", "checkpoint", "device")]
         unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ValueError(f"the {choice.name} backend has no option(s) {', '.join(unknown)}; it takes: {', '.join(known)}")
+            raise ValueError(
+                f"the {choice.name} backend has no option(s) {', '.join(unknown)}; it takes: {', '.join(known)}"
+            )
     return factory(checkpoint, choice.device, **options)

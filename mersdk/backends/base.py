@@ -7,10 +7,9 @@ shared): one that is not serialises its calls with a lock inside and says so in 
 from __future__ import annotations
 
 import os
-
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 

@@ -10,7 +10,8 @@ stored twice and no PyTorch is needed. The export is made once per checkpoint wi
 must come from the checkpoint's current weights (see ``mersdk.export``).
 
 Options (``Recognizer(backend_options=...)``): ``intra_op_threads`` (default: ``num_threads``, else
-``backends.default_num_threads()``: half the cores, so a player beside it keeps the rest), ``inter_op_threads``, ``graph_optimization_level``
+``backends.default_num_threads()``: half the cores, so a player beside it keeps the rest),
+``inter_op_threads``, ``graph_optimization_level``
 ("disable" | "basic" | "extended" | "all", default "all"), ``allow_spinning`` (default False: ORT's
 spin-waiting threads of one session steal the cores from the other). The export is read from the checkpoint
 folder (``mersdk export onnx --checkpoint DIR`` writes it there; the bundled model ships its own).
@@ -41,8 +42,9 @@ def _probe(device: str) -> str | None:
     return None
 
 
-def session_options(intra_op_threads=None, inter_op_threads=None, graph_optimization_level="all",
-                    allow_spinning: bool = False):
+def session_options(
+    intra_op_threads=None, inter_op_threads=None, graph_optimization_level="all", allow_spinning: bool = False
+):
     import onnxruntime as ort
 
     if graph_optimization_level not in _LEVELS:
@@ -75,8 +77,9 @@ def load_session(path, so):
     try:
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types (Fail, InvalidProtobuf, ...)
-        raise BackendUnavailableError(f"backend 'onnx' cannot load {path}: {str(e)[:300]}; "
-                                      f"{export_hint(Path(path).parent)}") from e
+        raise BackendUnavailableError(
+            f"backend 'onnx' cannot load {path}: {str(e)[:300]}; {export_hint(Path(path).parent)}"
+        ) from e
 
 
 def graph_kernels(name: str) -> dict[str, str]:
@@ -105,8 +108,10 @@ def load_weightless(entry: dict, source: str, so):
             if transposed:
                 a = np.ascontiguousarray(a.T)
             if list(a.shape) != list(shape) or a.dtype != np.float32:
-                raise CheckpointError(f"{path}: tensor {key!r} is {a.dtype} {list(a.shape)}, "
-                                      f"the text encoder graph expects float32 {list(shape)}")
+                raise CheckpointError(
+                    f"{path}: tensor {key!r} is {a.dtype} {list(a.shape)}, "
+                    f"the text encoder graph expects float32 {list(shape)}"
+                )
             arrays.append(a)
             names.append(name)
             values.append(ort.OrtValue.ortvalue_from_numpy(a))
@@ -179,17 +184,26 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, checkpoint, device: str = "cpu", num_threads: int | None = None, *,
-                 intra_op_threads: int | None = None, inter_op_threads: int | None = None,
-                 graph_optimization_level: str = "all", allow_spinning: bool = False):
+    def __init__(
+        self,
+        checkpoint,
+        device: str = "cpu",
+        num_threads: int | None = None,
+        *,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+        graph_optimization_level: str = "all",
+        allow_spinning: bool = False,
+    ):
         export, why = find_export(checkpoint)
         if export is None:
             raise BackendUnavailableError(f"backend 'onnx' cannot run here: {why}")
         self.export = export
         self.config = checkpoint.config
         self.threads = threads = intra_op_threads or num_threads or default_num_threads()
-        options = functools.partial(session_options, threads, inter_op_threads, graph_optimization_level,
-                                    allow_spinning)
+        options = functools.partial(
+            session_options, threads, inter_op_threads, graph_optimization_level, allow_spinning
+        )
         self.session = load_session(export.model_path, options())
         self.outputs = export.outputs
         self.text_encoder = OnnxTextEncoder(export, checkpoint.config.text_encoder, options)
@@ -215,5 +229,4 @@ class OnnxBackend:
         return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
 
 
-register(BackendSpec(name="onnx", devices=("cpu",), probe=_probe, create=OnnxBackend,
-                     probe_checkpoint=probe_export))
+register(BackendSpec(name="onnx", devices=("cpu",), probe=_probe, create=OnnxBackend, probe_checkpoint=probe_export))

@@ -33,8 +33,10 @@ log = logging.getLogger("mersdk.tensorrt")
 def _probe(device: str) -> str | None:
     reasons = []
     if importlib.util.find_spec("tensorrt") is None:
-        reasons.append("no tensorrt module (pip install 'mersdk[tensorrt]'; tensorrt_rtx does not count: "
-                       "its engines do not target data-centre GPUs)")
+        reasons.append(
+            "no tensorrt module (pip install 'mersdk[tensorrt]'; tensorrt_rtx does not count: "
+            "its engines do not target data-centre GPUs)"
+        )
     elif importlib.util.find_spec("cuda") is None:
         reasons.append("no cuda-python module (pip install 'mersdk[tensorrt]')")
     _, why = cuda_gpu_name()
@@ -97,9 +99,11 @@ class _Engine:
         for n in self.inputs:
             a = np.ascontiguousarray(feeds[n], dtype=self.dtype[n])
             lo, _, hi = self.limits[n]
-            if a.ndim != len(hi) or any(not (l <= d <= h) for l, d, h in zip(lo, a.shape, hi)):
-                raise ValueError(f"input {n} has shape {a.shape}; this engine takes {tuple(lo)} to {tuple(hi)} "
-                                 "(rebuild it with a larger profile: mersdk export engine --help)")
+            if a.ndim != len(hi) or any(not (low <= d <= high) for low, d, high in zip(lo, a.shape, hi)):
+                raise ValueError(
+                    f"input {n} has shape {a.shape}; this engine takes {tuple(lo)} to {tuple(hi)} "
+                    "(rebuild it with a larger profile: mersdk export engine --help)"
+                )
             self.host[n][: a.size] = a.ravel()
             _check(cudart.cudaMemcpyAsync(self.dev[n], self.host_ptr[n], a.nbytes, h2d, self.stream))
             self.context.set_input_shape(n, a.shape)
@@ -126,9 +130,17 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, checkpoint, device: str = "cuda", num_threads: int | None = None, *,
-                 precision: str = "fp16", cache_dir=None, max_batch: int | None = None,
-                 max_tokens: int | None = None):
+    def __init__(
+        self,
+        checkpoint,
+        device: str = "cuda",
+        num_threads: int | None = None,
+        *,
+        precision: str = "fp16",
+        cache_dir=None,
+        max_batch: int | None = None,
+        max_tokens: int | None = None,
+    ):
         from ..export.engine import build_engines, tensorrt_module
         from .onnx_backend import OnnxTextEncoder
 
@@ -137,9 +149,12 @@ class TensorRTBackend:
             raise BackendUnavailableError(f"backend 'tensorrt' cannot run here: {why}")
         trt = tensorrt_module("tensorrt")
         self.config = checkpoint.config
-        profile = dict(DEFAULT_PROFILE, **{k: v for k, v in (("max_batch", max_batch), ("max_tokens", max_tokens)) if v})
-        paths = build_engines(export, self.config, precisions=(precision,), cache_dir=cache_dir, trt=trt,
-                              log=log.info, **profile)
+        profile = dict(
+            DEFAULT_PROFILE, **{k: v for k, v in (("max_batch", max_batch), ("max_tokens", max_tokens)) if v}
+        )
+        paths = build_engines(
+            export, self.config, precisions=(precision,), cache_dir=cache_dir, trt=trt, log=log.info, **profile
+        )
         self.cudart = _cudart()
         self._lock = threading.Lock()
         self.stream = _check(self.cudart.cudaStreamCreate())  # one stream per Recognizer
@@ -154,8 +169,10 @@ class TensorRTBackend:
         step = self.text.max_dim("input_ids", 0)
         with self._lock:
             self._check_open()
-            parts = [self.text.run({"input_ids": ids[i : i + step], "attention_mask": att[i : i + step]})[TEXT_OUTPUT]
-                     for i in range(0, len(ids), step)]
+            parts = [
+                self.text.run({"input_ids": ids[i : i + step], "attention_mask": att[i : i + step]})[TEXT_OUTPUT]
+                for i in range(0, len(ids), step)
+            ]
         return np.concatenate(parts, axis=0)
 
     def _check_open(self) -> None:
@@ -177,9 +194,17 @@ class TensorRTBackend:
         step = self.model.max_dim("mel", 0)
         with self._lock:
             self._check_open()
-            outs = [self.model.run({"mel": mel[i : i + step], "mel_lengths": mel_lengths[i : i + step],
-                                    "lyr_emb": lyr_emb[i : i + step], "lyr_mask": lyr_mask[i : i + step]})
-                    for i in range(0, len(mel), step)]
+            outs = [
+                self.model.run(
+                    {
+                        "mel": mel[i : i + step],
+                        "mel_lengths": mel_lengths[i : i + step],
+                        "lyr_emb": lyr_emb[i : i + step],
+                        "lyr_mask": lyr_mask[i : i + step],
+                    }
+                )
+                for i in range(0, len(mel), step)
+            ]
         return {n: np.concatenate([o[n] for o in outs], axis=0) for n in self.outputs}
 
     def close(self) -> None:
@@ -199,5 +224,6 @@ class TensorRTBackend:
             pass
 
 
-register(BackendSpec(name="tensorrt", devices=("cuda",), probe=_probe, create=TensorRTBackend,
-                     probe_checkpoint=probe_export))
+register(
+    BackendSpec(name="tensorrt", devices=("cuda",), probe=_probe, create=TensorRTBackend, probe_checkpoint=probe_export)
+)

@@ -9,8 +9,8 @@ replaces the reference op.
 
 from __future__ import annotations
 
-import importlib.util
 import contextlib
+import importlib.util
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -161,8 +161,10 @@ class TorchBackend:
         with torch.inference_mode(), self._threads():
             # inputs may be NumPy (host) or tensors already on the device (log_mel above)
             out = self.model(
-                torch.as_tensor(mel).to(d, f), torch.as_tensor(mel_lengths).to(d),
-                torch.as_tensor(lyr_emb).to(d, f), torch.as_tensor(lyr_mask).to(d),
+                torch.as_tensor(mel).to(d, f),
+                torch.as_tensor(mel_lengths).to(d),
+                torch.as_tensor(lyr_emb).to(d, f),
+                torch.as_tensor(lyr_mask).to(d),
             )
             res = {t.name: torch.softmax(out[t.name], dim=-1).float().cpu().numpy() for t in self.config.tasks}
             res["va"] = out["va"].float().cpu().numpy()

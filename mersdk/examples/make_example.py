@@ -58,10 +58,19 @@ def synthesize(seconds: float = 16.0, seed: int = 7) -> np.ndarray:
             bt = t0 + k * beat
             add(0.5 * _tone(55.0, 0.25, harmonics=(1.0,), decay=18.0), bt)  # kick
             if k % 2:
-                add(0.15 * rng.standard_normal(int(0.12 * SR)).astype(np.float32) * np.exp(-np.arange(int(0.12 * SR)) / (0.03 * SR)).astype(np.float32), bt)
+                add(
+                    0.15
+                    * rng.standard_normal(int(0.12 * SR)).astype(np.float32)
+                    * np.exp(-np.arange(int(0.12 * SR)) / (0.03 * SR)).astype(np.float32),
+                    bt,
+                )
             for half in (0, 0.5):  # hi-hat on eighths
                 add(0.04 * rng.standard_normal(int(0.04 * SR)).astype(np.float32), bt + half * beat)
-            add(0.18 * _tone(_midi(melody[(bar * 4 + k) % len(melody)]), beat, harmonics=(1.0, 0.4, 0.2, 0.1), decay=2.5), bt)
+            add(
+                0.18
+                * _tone(_midi(melody[(bar * 4 + k) % len(melody)]), beat, harmonics=(1.0, 0.4, 0.2, 0.1), decay=2.5),
+                bt,
+            )
     out = out[: int(seconds * SR)]
     fade = int(0.5 * SR)
     out[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)

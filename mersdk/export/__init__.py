@@ -49,6 +49,7 @@ MODEL_INPUTS = ("mel", "mel_lengths", "lyr_emb", "lyr_mask")
 TEXT_INPUTS = ("input_ids", "attention_mask")
 TEXT_OUTPUT = "last_hidden_state"
 
+
 def export_hint(folder) -> str:
     return f"run `mersdk export onnx --checkpoint {folder}` once (needs the [torch,export] extras)"
 
@@ -102,8 +103,15 @@ def _export_file(folder: Path, real_folder: str, entry: Any, key: str) -> tuple[
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not is_sha256(entry.get("sha256")):
         return None, f"its {key!r} entry needs a file name and a sha256"
     name = entry["file"]
-    if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or len(name) > 255
-            or Path(name).is_absolute()):
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or len(name) > 255
+        or Path(name).is_absolute()
+    ):
         return None, f"its {key!r} entry names {name[:100]!r}, not a file in the export folder"
     path = folder / name
     real = os.path.realpath(path)
@@ -119,8 +127,10 @@ def _export_file(folder: Path, real_folder: str, entry: Any, key: str) -> tuple[
         return None, f"{path} is {st.st_size:,} bytes (at most {MAX_EXPORT_FILE_BYTES:,})"
     digest = sha256_file_memo(real)
     if digest != entry["sha256"]:
-        return None, (f"{path} is damaged: its SHA-256 {digest[:12]} is not the manifest's {entry['sha256'][:12]} "
-                      "(truncated or changed after the export)")
+        return None, (
+            f"{path} is damaged: its SHA-256 {digest[:12]} is not the manifest's {entry['sha256'][:12]} "
+            "(truncated or changed after the export)"
+        )
     return path, None
 
 
@@ -129,12 +139,17 @@ def _check_manifest(manifest: Any, folder: Path) -> str | None:
     if not isinstance(manifest, dict):
         return "it is not a JSON object"
     outputs = manifest.get("model", {}).get("outputs") if isinstance(manifest.get("model"), dict) else None
-    if (not isinstance(outputs, list) or not 1 <= len(outputs) <= MAX_OUTPUTS
-            or not all(isinstance(o, str) and 0 < len(o) <= 64 for o in outputs)):
+    if (
+        not isinstance(outputs, list)
+        or not 1 <= len(outputs) <= MAX_OUTPUTS
+        or not all(isinstance(o, str) and 0 < len(o) <= 64 for o in outputs)
+    ):
         return "its model outputs are not a list of names"
     tok = manifest.get("tokenizer")
-    if not isinstance(tok, dict) or not all(isinstance(tok.get(k), int) and not isinstance(tok.get(k), bool)
-                                            and 0 <= tok[k] < 1 << 31 for k in ("cls_id", "sep_id", "pad_id")):
+    if not isinstance(tok, dict) or not all(
+        isinstance(tok.get(k), int) and not isinstance(tok.get(k), bool) and 0 <= tok[k] < 1 << 31
+        for k in ("cls_id", "sep_id", "pad_id")
+    ):
         return "its tokenizer entry needs integer cls_id, sep_id and pad_id"
     return None
 
@@ -156,12 +171,16 @@ def find_export(checkpoint, folder=None) -> tuple[OnnxExport | None, str | None]
         return None, f"{e}; {export_hint(checkpoint.path)}"
     version = manifest.get("manifest_version") if isinstance(manifest, dict) else None
     if version != MANIFEST_VERSION:
-        return None, (f"{mpath} has manifest version {str(version)[:20]}, this mersdk reads {MANIFEST_VERSION}; "
-                      f"{export_hint(checkpoint.path)}")
+        return None, (
+            f"{mpath} has manifest version {str(version)[:20]}, this mersdk reads {MANIFEST_VERSION}; "
+            f"{export_hint(checkpoint.path)}"
+        )
     if manifest.get("weights_sha256") != checkpoint.weights_sha256:
-        return None, (f"the ONNX export in {folder} was made from weights {str(manifest.get('weights_sha256'))[:12]}, "
-                      f"the checkpoint holds {checkpoint.weights_sha256[:12]}: it is stale; "
-                      f"{export_hint(checkpoint.path)}")
+        return None, (
+            f"the ONNX export in {folder} was made from weights {str(manifest.get('weights_sha256'))[:12]}, "
+            f"the checkpoint holds {checkpoint.weights_sha256[:12]}: it is stale; "
+            f"{export_hint(checkpoint.path)}"
+        )
     why = _check_manifest(manifest, folder)
     if why:
         return None, f"{mpath}: {why}; {export_hint(checkpoint.path)}"

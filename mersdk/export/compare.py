@@ -67,7 +67,9 @@ def shared_clips(data: Path = SHARED_DATA, n: int = 6) -> list[Clip]:
         with open(mm / "labels.csv", newline="") as f:
             for row in list(csv.DictReader(f))[:n]:
                 ly = mm / "lyrics" / f"{row['id']}.txt"
-                out.append(Clip(f"mirex_mm/{row['id']}", mm / "audio" / f"{row['id']}.opus", str(ly) if ly.is_file() else None))
+                out.append(
+                    Clip(f"mirex_mm/{row['id']}", mm / "audio" / f"{row['id']}.opus", str(ly) if ly.is_file() else None)
+                )
     q4 = data / "quadrants_4q"
     if (q4 / "labels.csv").is_file():
         with open(q4 / "labels.csv", newline="") as f:
@@ -143,14 +145,17 @@ def runtimes(checkpoint, cache_dir=None):
     return run, skipped
 
 
-def compare(checkpoint=None, data=SHARED_DATA, n_shared: int = 6, cache_dir=None,
-            log=logging.getLogger("mersdk.export").info) -> int:
+def compare(
+    checkpoint=None, data=SHARED_DATA, n_shared: int = 6, cache_dir=None, log=logging.getLogger("mersdk.export").info
+) -> int:
     from ..recognizer import Recognizer
 
     clips = default_clips(data, n_shared)
     n_real = sum(not isinstance(c.audio, tuple) for c in clips)
-    log(f"{len(clips)} clips ({len(clips) - n_real} synthetic, {n_real} real files"
-        f"{'' if data is not None and Path(data).is_dir() else f'; {data} not found'})")
+    log(
+        f"{len(clips)} clips ({len(clips) - n_real} synthetic, {n_real} real files"
+        f"{'' if data is not None and Path(data).is_dir() else f'; {data} not found'})"
+    )
     t0 = time.perf_counter()
     ref = predict_all(Recognizer(checkpoint, backend="torch"), clips)
     log(f"{'torch':<16} reference ({time.perf_counter() - t0:.1f} s)")

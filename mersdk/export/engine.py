@@ -63,9 +63,15 @@ def build_target(trt) -> str:
 DEFAULT_PROFILE = {"max_batch": 32, "opt_batch": 8, "max_tokens": 2048, "opt_tokens": 512}
 
 
-def profile_for(cfg, graph: str, *, max_batch: int = DEFAULT_PROFILE["max_batch"],
-                opt_batch: int = DEFAULT_PROFILE["opt_batch"], max_tokens: int = DEFAULT_PROFILE["max_tokens"],
-                opt_tokens: int = DEFAULT_PROFILE["opt_tokens"]) -> dict[str, tuple[tuple[int, ...], ...]]:
+def profile_for(
+    cfg,
+    graph: str,
+    *,
+    max_batch: int = DEFAULT_PROFILE["max_batch"],
+    opt_batch: int = DEFAULT_PROFILE["opt_batch"],
+    max_tokens: int = DEFAULT_PROFILE["max_tokens"],
+    opt_tokens: int = DEFAULT_PROFILE["opt_tokens"],
+) -> dict[str, tuple[tuple[int, ...], ...]]:
     """input name -> (min, opt, max) shape, from the checkpoint config.
 
     "model": batch 1..max_batch; frames from one CNN token (time_downsample) up to the longest
@@ -112,8 +118,13 @@ def fp16_onnx(src: Path, dst: Path) -> Path:
 
 
 def engine_key(target: str, trt, onnx_sha256: str, precision: str, profile: dict) -> tuple[str, dict]:
-    parts = {"target": target, "tensorrt": f"{trt.__name__} {trt.__version__}", "onnx_sha256": onnx_sha256,
-             "precision": precision, "profile": {k: [list(s) for s in v] for k, v in profile.items()}}
+    parts = {
+        "target": target,
+        "tensorrt": f"{trt.__name__} {trt.__version__}",
+        "onnx_sha256": onnx_sha256,
+        "precision": precision,
+        "profile": {k: [list(s) for s in v] for k, v in profile.items()},
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16], parts
 
 
@@ -138,8 +149,16 @@ def _cached_engine_damage(engine_path: Path) -> str | None:
     return None
 
 
-def build_engine(onnx_path, profile: dict, precision: str = "fp16", cache_dir=None, trt=None,
-                 workspace_gb: float = 4.0, force: bool = False, log=_log.info) -> Path:
+def build_engine(
+    onnx_path,
+    profile: dict,
+    precision: str = "fp16",
+    cache_dir=None,
+    trt=None,
+    workspace_gb: float = 4.0,
+    force: bool = False,
+    log=_log.info,
+) -> Path:
     """Load the cached engine for (GPU, TensorRT, ONNX, precision, profile) or build and cache it.
     Returns the engine path. Logs every input and output with its shapes."""
     if precision not in PRECISIONS:
@@ -180,10 +199,12 @@ def build_engine(onnx_path, profile: dict, precision: str = "fp16", cache_dir=No
         inp = network.get_input(i)
         mn, op, mx = profile[inp.name]
         opt.set_shape(inp.name, mn, op, mx)
-        log(f"  input  {inp.name:<15} {str(inp.dtype):<18} {_fmt(inp.shape)}  min {_fmt(mn)} opt {_fmt(op)} max {_fmt(mx)}")
+        log(
+            f"  input  {inp.name:<15} {inp.dtype!s:<18} {_fmt(inp.shape)}  min {_fmt(mn)} opt {_fmt(op)} max {_fmt(mx)}"
+        )
     for i in range(network.num_outputs):
         out = network.get_output(i)
-        log(f"  output {out.name:<15} {str(out.dtype):<18} {_fmt(out.shape)}")
+        log(f"  output {out.name:<15} {out.dtype!s:<18} {_fmt(out.shape)}")
     config.add_optimization_profile(opt)
     tc_path = cache / f"timing-{trt.__name__}-{trt.__version__}-{target.replace(' ', '_')}.cache"
     timing = config.create_timing_cache(tc_path.read_bytes() if tc_path.is_file() else b"")
@@ -200,18 +221,20 @@ def build_engine(onnx_path, profile: dict, precision: str = "fp16", cache_dir=No
         tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     sidecar = dict(parts, engine_sha256=sha256_file(engine_path))
     write_text_atomic(engine_path.with_suffix(".json"), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
-    log(f"{engine_path}: built in {time.perf_counter() - t0:.1f} s, {engine_path.stat().st_size / 1e6:.1f} MB "
-        f"({parts['tensorrt']}, {precision}, target {target})")
+    log(
+        f"{engine_path}: built in {time.perf_counter() - t0:.1f} s, {engine_path.stat().st_size / 1e6:.1f} MB "
+        f"({parts['tensorrt']}, {precision}, target {target})"
+    )
     return engine_path
 
 
-def build_engines(export, cfg, precisions=("fp16", "fp32"), cache_dir=None, trt=None, log=_log.info,
-                  **profile_kw):
+def build_engines(export, cfg, precisions=("fp16", "fp32"), cache_dir=None, trt=None, log=_log.info, **profile_kw):
     """Engines for both graphs of an ONNX export; returns {(graph, precision): path}."""
     out = {}
     for precision in precisions:
         for graph, path in (("model", export.model_path), ("text_encoder", export.text_encoder_path)):
             log(f"{path.name} -> {precision} engine")
-            out[graph, precision] = build_engine(path, profile_for(cfg, graph, **profile_kw), precision,
-                                                 cache_dir=cache_dir, trt=trt, log=log)
+            out[graph, precision] = build_engine(
+                path, profile_for(cfg, graph, **profile_kw), precision, cache_dir=cache_dir, trt=trt, log=log
+            )
     return out

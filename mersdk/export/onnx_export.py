@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -26,8 +26,20 @@ from .._version import __version__
 from ..checkpoint import load_model, read_checkpoint
 from ..files import fsync_file, remove_stale_temps, sha256_file, temp_sibling, write_text_atomic
 from ..model import EmotionModel
-from . import (MANIFEST, MANIFEST_VERSION, MODEL_INPUTS, MODEL_ONNX, OPSET, TEXT_INPUTS, TEXT_INT8_ONNX, TEXT_ONNX,
-               TEXT_OUTPUT, TEXT_WEIGHTLESS, TEXT_WEIGHTLESS_ONNX, TOKENIZER_JSON)
+from . import (
+    MANIFEST,
+    MANIFEST_VERSION,
+    MODEL_INPUTS,
+    MODEL_ONNX,
+    OPSET,
+    TEXT_INPUTS,
+    TEXT_INT8_ONNX,
+    TEXT_ONNX,
+    TEXT_OUTPUT,
+    TEXT_WEIGHTLESS,
+    TEXT_WEIGHTLESS_ONNX,
+    TOKENIZER_JSON,
+)
 
 # ONNX Runtime vs PyTorch on the export's own check inputs (fp32 both sides); the measured
 # differences are around 1e-6, so these only catch a wrong graph, not rounding.
@@ -104,9 +116,16 @@ def _quiet(verbose: bool):
 def _export(module, args, dynamic_shapes, input_names, output_names, path: Path, opset: int, verbose: bool):
     with _quiet(verbose), torch.no_grad():
         prog = torch.onnx.export(
-            module, args, dynamo=True, dynamic_shapes=dynamic_shapes, opset_version=opset,
-            input_names=list(input_names), output_names=list(output_names), external_data=False,
-            optimize=True, verbose=False,
+            module,
+            args,
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+            opset_version=opset,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            external_data=False,
+            optimize=True,
+            verbose=False,
         )
         prog.save(str(path), external_data=False)
     import onnx
@@ -130,8 +149,12 @@ def export_model(checkpoint, path: Path, opset: int = OPSET, verbose: bool = Fal
     batch = D("batch", min=1, max=MAX_BATCH)
     frames = D("frames", min=cfg.time_downsample, max=MAX_FRAMES)
     tokens = D("tokens", min=1, max=MAX_TOKENS)
-    dyn = {"mel": {0: batch, 2: frames}, "mel_lengths": {0: batch},
-           "lyr_emb": {0: batch, 1: tokens}, "lyr_mask": {0: batch, 1: tokens}}
+    dyn = {
+        "mel": {0: batch, 2: frames},
+        "mel_lengths": {0: batch},
+        "lyr_emb": {0: batch, 1: tokens},
+        "lyr_mask": {0: batch, 1: tokens},
+    }
     # batch >= 2 when tracing, or the exporter specialises the batch axis to 1
     _export(wrapper, example_model_inputs(cfg), dyn, MODEL_INPUTS, wrapper.output_names, path, opset, verbose)
     sess = _ort_session(path)
@@ -150,8 +173,11 @@ def export_model(checkpoint, path: Path, opset: int = OPSET, verbose: bool = Fal
     if worst > CHECK_ATOL:
         raise RuntimeError(f"{path}: ONNX Runtime differs from PyTorch by {worst:.2e} (> {CHECK_ATOL})")
     return {
-        "file": path.name, "sha256": sha256_file(path), "inputs": list(MODEL_INPUTS),
-        "outputs": wrapper.output_names, "check_max_abs_diff": worst,
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "inputs": list(MODEL_INPUTS),
+        "outputs": wrapper.output_names,
+        "check_max_abs_diff": worst,
     }
 
 
@@ -181,7 +207,7 @@ def export_text_encoder(checkpoint, path: Path, opset: int = OPSET, verbose: boo
     for n, L in ((1, 5), (3, cfg.text_encoder.max_tokens)):
         ids = torch.randint(1000, 5000, (n, L), generator=g)
         att = torch.ones_like(ids)
-        att[-1, L // 2:] = 0
+        att[-1, L // 2 :] = 0
         with torch.no_grad():
             ref = wrapper(ids, att).numpy()
         got = sess.run([TEXT_OUTPUT], {"input_ids": ids.numpy(), "attention_mask": att.numpy()})[0]
@@ -190,16 +216,26 @@ def export_text_encoder(checkpoint, path: Path, opset: int = OPSET, verbose: boo
     if worst > CHECK_ATOL:
         raise RuntimeError(f"{path}: ONNX Runtime differs from PyTorch by {worst:.2e} (> {CHECK_ATOL})")
     return {
-        "file": path.name, "sha256": sha256_file(path), "inputs": list(TEXT_INPUTS), "outputs": [TEXT_OUTPUT],
-        "source": cfg.text_encoder.source, "precision": "fp32", "check_max_abs_diff": worst,
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "inputs": list(TEXT_INPUTS),
+        "outputs": [TEXT_OUTPUT],
+        "source": cfg.text_encoder.source,
+        "precision": "fp32",
+        "check_max_abs_diff": worst,
     }, hf_tok
 
 
 def _write_tokenizer(hf_tok, path: Path) -> dict:
     """tokenizer.json for the ``tokenizers`` library and the special ids the windowing needs."""
     hf_tok.backend_tokenizer.save(str(path))
-    return {"file": TOKENIZER_JSON, "sha256": sha256_file(path), "cls_id": int(hf_tok.cls_token_id),
-            "sep_id": int(hf_tok.sep_token_id), "pad_id": int(hf_tok.pad_token_id or 0)}
+    return {
+        "file": TOKENIZER_JSON,
+        "sha256": sha256_file(path),
+        "cls_id": int(hf_tok.cls_token_id),
+        "sep_id": int(hf_tok.sep_token_id),
+        "pad_id": int(hf_tok.pad_token_id or 0),
+    }
 
 
 def weightless_text_encoder(full: Path, path: Path, cfg) -> dict:
@@ -239,9 +275,15 @@ def weightless_text_encoder(full: Path, path: Path, cfg) -> dict:
             entry = init.external_data.add()
             entry.key, entry.value = k, v
     path.write_bytes(graph.SerializeToString())  # a staged temporary file (export_onnx renames it)
-    return {"file": TEXT_WEIGHTLESS_ONNX, "sha256": sha256_file(path), "inputs": list(TEXT_INPUTS), "outputs": [TEXT_OUTPUT],
-            "source": cfg.text_encoder.source, "precision": "fp32",
-            "weights": {"file": weights_path.name, "sha256": sha256_file(weights_path), "tensors": tensors}}
+    return {
+        "file": TEXT_WEIGHTLESS_ONNX,
+        "sha256": sha256_file(path),
+        "inputs": list(TEXT_INPUTS),
+        "outputs": [TEXT_OUTPUT],
+        "source": cfg.text_encoder.source,
+        "precision": "fp32",
+        "weights": {"file": weights_path.name, "sha256": sha256_file(weights_path), "tensors": tensors},
+    }
 
 
 def quantize_text_encoder(src: Path, dst: Path, fp32_entry: dict) -> dict:
@@ -255,8 +297,14 @@ def quantize_text_encoder(src: Path, dst: Path, fp32_entry: dict) -> dict:
     return entry
 
 
-def export_onnx(checkpoint=None, out_dir=None, opset: int = OPSET, text_precision: str = "fp32",
-                verbose: bool = False, log=logging.getLogger("mersdk.export").info) -> Path:
+def export_onnx(
+    checkpoint=None,
+    out_dir=None,
+    opset: int = OPSET,
+    text_precision: str = "fp32",
+    verbose: bool = False,
+    log=logging.getLogger("mersdk.export").info,
+) -> Path:
     """Write the ONNX export of ``checkpoint`` (default: bundled model) into ``out_dir`` (default:
     the checkpoint folder). Returns the manifest path.
 
@@ -277,18 +325,24 @@ def export_onnx(checkpoint=None, out_dir=None, opset: int = OPSET, text_precisio
         t0 = time.perf_counter()
         staged[MODEL_ONNX] = temp_sibling(folder / MODEL_ONNX)
         model_entry = dict(export_model(ck, staged[MODEL_ONNX], opset, verbose), file=MODEL_ONNX)
-        log(f"{folder / MODEL_ONNX}: {staged[MODEL_ONNX].stat().st_size / 1e6:.1f} MB, opset {opset}, "
-            f"ORT vs torch max |diff| {model_entry['check_max_abs_diff']:.1e} ({time.perf_counter() - t0:.1f} s)")
+        log(
+            f"{folder / MODEL_ONNX}: {staged[MODEL_ONNX].stat().st_size / 1e6:.1f} MB, opset {opset}, "
+            f"ORT vs torch max |diff| {model_entry['check_max_abs_diff']:.1e} ({time.perf_counter() - t0:.1f} s)"
+        )
         t1 = time.perf_counter()
         staged[TEXT_ONNX] = temp_sibling(folder / TEXT_ONNX)
         text_entry, hf_tok = export_text_encoder(ck, staged[TEXT_ONNX], opset, verbose)
         text_entry = dict(text_entry, file=TEXT_ONNX)
-        log(f"{folder / TEXT_ONNX}: {staged[TEXT_ONNX].stat().st_size / 1e6:.1f} MB, "
-            f"ORT vs torch max |diff| {text_entry['check_max_abs_diff']:.1e} ({time.perf_counter() - t1:.1f} s)")
+        log(
+            f"{folder / TEXT_ONNX}: {staged[TEXT_ONNX].stat().st_size / 1e6:.1f} MB, "
+            f"ORT vs torch max |diff| {text_entry['check_max_abs_diff']:.1e} ({time.perf_counter() - t1:.1f} s)"
+        )
         staged[TEXT_WEIGHTLESS_ONNX] = temp_sibling(folder / TEXT_WEIGHTLESS_ONNX)
         weightless = weightless_text_encoder(staged[TEXT_ONNX], staged[TEXT_WEIGHTLESS_ONNX], ck.config)
-        log(f"{folder / TEXT_WEIGHTLESS_ONNX}: {staged[TEXT_WEIGHTLESS_ONNX].stat().st_size / 1e6:.1f} MB, "
-            f"{len(weightless['weights']['tensors'])} tensors read from the text-encoder package at load time")
+        log(
+            f"{folder / TEXT_WEIGHTLESS_ONNX}: {staged[TEXT_WEIGHTLESS_ONNX].stat().st_size / 1e6:.1f} MB, "
+            f"{len(weightless['weights']['tensors'])} tensors read from the text-encoder package at load time"
+        )
         staged[TOKENIZER_JSON] = temp_sibling(folder / TOKENIZER_JSON)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
@@ -305,8 +359,10 @@ def export_onnx(checkpoint=None, out_dir=None, opset: int = OPSET, text_precisio
             staged[TEXT_INT8_ONNX] = temp_sibling(folder / TEXT_INT8_ONNX)
             manifest["text_encoder_fp32"] = text_entry
             manifest["text_encoder"] = quantize_text_encoder(staged[TEXT_ONNX], staged[TEXT_INT8_ONNX], text_entry)
-            log(f"{folder / TEXT_INT8_ONNX}: int8 dynamic quantisation, "
-                f"{staged[TEXT_INT8_ONNX].stat().st_size / 1e6:.1f} MB")
+            log(
+                f"{folder / TEXT_INT8_ONNX}: int8 dynamic quantisation, "
+                f"{staged[TEXT_INT8_ONNX].stat().st_size / 1e6:.1f} MB"
+            )
         _commit(folder, staged, manifest)
     finally:
         for tmp in staged.values():  # renamed away on success; on failure the partial files go

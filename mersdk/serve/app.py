@@ -83,13 +83,22 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
-        self.requests = Counter("mersdk_requests", "HTTP requests by endpoint and status code",
-                                ["endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("mersdk_request_seconds", "request latency, seconds", ["endpoint"],
-                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-                                 registry=self.registry)
-        self.batch_size = Histogram("mersdk_batch_size", "jobs per model call",
-                                    buckets=tuple(range(1, max_batch + 1)), registry=self.registry)
+        self.requests = Counter(
+            "mersdk_requests",
+            "HTTP requests by endpoint and status code",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mersdk_request_seconds",
+            "request latency, seconds",
+            ["endpoint"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "mersdk_batch_size", "jobs per model call", buckets=tuple(range(1, max_batch + 1)), registry=self.registry
+        )
         self.batch_seconds = Histogram("mersdk_batch_seconds", "seconds per model call", registry=self.registry)
         self.queue_depth = Gauge("mersdk_queue_depth", "requests waiting for the model", registry=self.registry)
         self.in_flight = Gauge("mersdk_in_flight", "requests being handled", registry=self.registry)
@@ -108,11 +117,21 @@ class Service:
         if recognizer is None:
             from ..recognizer import Recognizer
 
-            recognizer = Recognizer(model=config.model, backend=config.backend, device=config.device,
-                                    num_threads=config.num_threads, max_duration_s=config.max_duration_s)
+            recognizer = Recognizer(
+                model=config.model,
+                backend=config.backend,
+                device=config.device,
+                num_threads=config.num_threads,
+                max_duration_s=config.max_duration_s,
+            )
         self.recognizer = recognizer
-        self.batcher = Batcher(recognizer, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
-                               max_queue=config.max_queue, on_batch=self.metrics.on_batch)
+        self.batcher = Batcher(
+            recognizer,
+            max_batch=config.max_batch,
+            max_wait_s=config.max_wait_ms / 1000,
+            max_queue=config.max_queue,
+            on_batch=self.metrics.on_batch,
+        )
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
         self.closing = False
 
@@ -169,6 +188,7 @@ async def _inputs(request, service: Service) -> tuple[Any, bytes | None]:
             raise RequestError(400, 'a JSON request is {"path": "...", "lyrics": "..."}')
         return resolve_under_root(cfg.root, data["path"]), _lyrics_bytes(data.get("lyrics"))
     if ctype == "multipart/form-data":
+
         async def replay():
             return {"type": "http.request", "body": body, "more_body": False}
 
@@ -206,18 +226,37 @@ def _status_for(e: Exception) -> int:
 _BODY_DOC = {
     "requestBody": {
         "description": "audio bytes (lyrics in the `lyrics` query parameter), a multipart form (`audio` file, "
-                       "`lyrics` text), or JSON `{\"path\": ..., \"lyrics\": ...}` with a path under the server's root",
+        '`lyrics` text), or JSON `{"path": ..., "lyrics": ...}` with a path under the server\'s root',
         "content": {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "audio": {"type": "string", "format": "binary"}, "lyrics": {"type": "string"},
-                "path": {"type": "string"}}}},
-            "application/json": {"schema": {"type": "object", "required": ["path"], "properties": {
-                "path": {"type": "string"}, "lyrics": {"type": "string"}}}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "audio": {"type": "string", "format": "binary"},
+                        "lyrics": {"type": "string"},
+                        "path": {"type": "string"},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["path"],
+                    "properties": {"path": {"type": "string"}, "lyrics": {"type": "string"}},
+                }
+            },
         },
     },
-    "parameters": [{"name": "lyrics", "in": "query", "required": False, "schema": {"type": "string"},
-                    "description": "lyrics text or LRC, with a raw audio body"}],
+    "parameters": [
+        {
+            "name": "lyrics",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "lyrics text or LRC, with a raw audio body",
+        }
+    ],
 }
 
 
@@ -241,8 +280,12 @@ def create_app(config: ServeConfig | None = None, recognizer=None):
             # uvicorn has already waited for open requests; this finishes anything still queued
             await asyncio.to_thread(app.state.service.close, config.request_timeout_s)
 
-    app = FastAPI(title="mersdk", version=__version__, lifespan=lifespan,
-                  description="Music emotion recognition from audio and lyrics.")
+    app = FastAPI(
+        title="mersdk",
+        version=__version__,
+        lifespan=lifespan,
+        description="Music emotion recognition from audio and lyrics.",
+    )
 
     def service_of(request: Request) -> Service:
         service = getattr(request.app.state, "service", None)
@@ -266,7 +309,7 @@ def create_app(config: ServeConfig | None = None, recognizer=None):
                 future.cancel()  # still queued: the worker skips it
                 raise RequestError(504, f"no result within {service.config.request_timeout_s:g} s") from None
             payload = result.to_dict()
-        except Exception as e:  # noqa: BLE001 - every failure becomes a JSON error with a status
+        except Exception as e:
             status = _status_for(e)
             if status == 500:
                 log.exception("%s failed", kind)
@@ -287,8 +330,10 @@ def create_app(config: ServeConfig | None = None, recognizer=None):
     @app.post("/analyze", summary="emotion timeline of one track", openapi_extra=_BODY_DOC)
     async def analyze(request: Request, window_s: float = 10.0, hop_s: float = 5.0, smooth: int = 3):
         if not (1.0 <= window_s <= 600 and 0 < hop_s <= 600 and 1 <= smooth <= 99):
-            return JSONResponse({"error": "RequestError", "detail": "need 1 <= window_s <= 600, 0 < hop_s <= 600, "
-                                 "1 <= smooth <= 99"}, status_code=400)
+            return JSONResponse(
+                {"error": "RequestError", "detail": "need 1 <= window_s <= 600, 0 < hop_s <= 600, 1 <= smooth <= 99"},
+                status_code=400,
+            )
         return await handle(request, "analyze", {"window_s": window_s, "hop_s": hop_s, "smooth": smooth})
 
     @app.get("/health", summary="ready to serve (503 while starting or shutting down)")

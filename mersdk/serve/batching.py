@@ -14,8 +14,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import MersdkError
 
@@ -54,8 +55,15 @@ class Batcher:
     ``on_batch(n, seconds)`` is called after each model call with the number of jobs it served.
     """
 
-    def __init__(self, recognizer, *, max_batch: int = 8, max_wait_s: float = 0.01, max_queue: int = 64,
-                 on_batch: Callable[[int, float], None] | None = None):
+    def __init__(
+        self,
+        recognizer,
+        *,
+        max_batch: int = 8,
+        max_wait_s: float = 0.01,
+        max_queue: int = 64,
+        on_batch: Callable[[int, float], None] | None = None,
+    ):
         if max_batch < 1 or max_queue < 1 or max_wait_s < 0:
             raise ValueError("max_batch and max_queue must be >= 1 and max_wait_s >= 0")
         self.recognizer = recognizer
@@ -84,8 +92,9 @@ class Batcher:
             try:
                 self._queue.put_nowait(job)
             except queue.Full:
-                raise ServerBusyError(f"the request queue is full ({self._queue.maxsize} waiting)",
-                                      self.retry_after_s()) from None
+                raise ServerBusyError(
+                    f"the request queue is full ({self._queue.maxsize} waiting)", self.retry_after_s()
+                ) from None
         return job.future
 
     def close(self, timeout: float | None = None) -> bool:
@@ -146,7 +155,7 @@ class Batcher:
                 for j in predict:
                     self._run_one(j)
                 return
-            except Exception as e:  # noqa: BLE001 - an unexpected failure answers every caller, never hangs one
+            except Exception as e:
                 log.exception("predict_batch failed")
                 for j in predict:
                     j.future.set_exception(e)
@@ -161,7 +170,7 @@ class Batcher:
                 result = rec.analyze(job.audio, job.lyrics, **job.options)
             else:
                 result = rec.predict(job.audio, job.lyrics)
-        except Exception as e:  # noqa: BLE001 - handed to the caller, who maps it to an HTTP status
+        except Exception as e:
             if not isinstance(e, MersdkError):
                 log.exception("%s failed", job.kind)
             job.future.set_exception(e)

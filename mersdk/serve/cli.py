@@ -17,13 +17,26 @@ def cmd_serve(args) -> int:
     if args.root is not None and not os.path.isdir(args.root):
         print(f"mersdk serve: --root {args.root}: not a folder", file=sys.stderr)
         return 2
-    config = ServeConfig(model=args.model, backend=args.backend, device=args.device, num_threads=args.threads,
-                         root=os.path.realpath(args.root) if args.root else None, max_batch=args.max_batch,
-                         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_duration_s=args.max_duration_s,
-                         request_timeout_s=args.timeout_s)
-    common = dict(host=args.host, port=args.port, timeout_graceful_shutdown=args.grace_s,
-                  limit_concurrency=args.limit_concurrency, log_level=args.log_level)
+    config = ServeConfig(
+        model=args.model,
+        backend=args.backend,
+        device=args.device,
+        num_threads=args.threads,
+        root=os.path.realpath(args.root) if args.root else None,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_duration_s=args.max_duration_s,
+        request_timeout_s=args.timeout_s,
+    )
+    common = dict(
+        host=args.host,
+        port=args.port,
+        timeout_graceful_shutdown=args.grace_s,
+        limit_concurrency=args.limit_concurrency,
+        log_level=args.log_level,
+    )
     if args.workers > 1:
         # each worker process is its own model instance; they share the port
         os.environ[CONFIG_ENV] = json.dumps(config.to_dict())
@@ -37,7 +50,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="HTTP service with dynamic batching (POST /predict, /analyze; /metrics)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--root", help="folder whose files JSON {\"path\": ...} requests may name (default: none)")
+    p.add_argument("--root", help='folder whose files JSON {"path": ...} requests may name (default: none)')
     p.add_argument("--workers", type=int, default=1, help="server processes, one model each (default 1)")
     p.add_argument("--threads", type=int, help="model CPU threads per worker")
     p.add_argument("--max-batch", type=int, default=8, help="requests per model call (default 8)")

@@ -29,8 +29,14 @@ def gpus_per_replica(requested: float | None) -> float:
     return 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
 
-def build(config: ServeConfig | None = None, *, num_replicas: int = 1, num_gpus: float | None = None,
-          num_cpus: float = 1.0, name: str = "mersdk"):
+def build(
+    config: ServeConfig | None = None,
+    *,
+    num_replicas: int = 1,
+    num_gpus: float | None = None,
+    num_cpus: float = 1.0,
+    name: str = "mersdk",
+):
     """A bound Ray Serve application of the mersdk app (``serve.run`` it)."""
     from ray import serve
 
@@ -43,7 +49,8 @@ def build(config: ServeConfig | None = None, *, num_replicas: int = 1, num_gpus:
 
     deployment = serve.deployment(
         serve.ingress(asgi_app)(type("MersdkServe", (), {})),
-        name=name, num_replicas=num_replicas,
+        name=name,
+        num_replicas=num_replicas,
         ray_actor_options={"num_cpus": num_cpus, "num_gpus": gpus_per_replica(num_gpus)},
         # Ray may hand a replica this many requests at once; past it Ray queues; the app's 429 stays the limit
         max_ongoing_requests=config.max_queue + config.max_batch,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from .runner import TagSummary, tag_library
 from .walk import walk_audio
 
-__all__ = ["tag_library", "tag_with_ray", "walk_audio", "TagSummary"]
+__all__ = ["TagSummary", "tag_library", "tag_with_ray", "walk_audio"]
 
 
 def __getattr__(name):

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import LyricsError
-from ..lyrics import MAX_LYRICS_CHARS, Lyrics, LyricLine, load_lyrics
+from ..lyrics import MAX_LYRICS_CHARS, LyricLine, Lyrics, load_lyrics
 
 _VORBIS_KEYS = ("LYRICS", "UNSYNCEDLYRICS")
 _MP4_KEY = "\xa9lyr"
@@ -50,7 +50,9 @@ def _sylt_to_lyrics(frame) -> Lyrics | None:
     return Lyrics(text="\n".join(line.text for line in lines), lines=lines)
 
 
-def embedded_lyrics(path: str, warnings: list[str]) -> tuple[list[tuple[str, Lyrics | None]], list[tuple[str, Lyrics | None]]]:
+def embedded_lyrics(
+    path: str, warnings: list[str]
+) -> tuple[list[tuple[str, Lyrics | None]], list[tuple[str, Lyrics | None]]]:
     """(timed sources, untimed sources) found in the file's tags, each a list of (source, Lyrics)."""
     try:
         import mutagen
@@ -58,7 +60,7 @@ def embedded_lyrics(path: str, warnings: list[str]) -> tuple[list[tuple[str, Lyr
         return [], []
     try:
         f = mutagen.File(path)
-    except Exception as e:  # noqa: BLE001 - mutagen raises many types on broken tags; the audio may still be fine
+    except Exception as e:
         warnings.append(f"tags unreadable, embedded lyrics ignored ({type(e).__name__}: {e})")
         return [], []
     tags = getattr(f, "tags", None) if f is not None else None

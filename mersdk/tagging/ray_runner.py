@@ -32,7 +32,8 @@ import concurrent.futures as cf
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..errors import MersdkError
 from .runner import Retag, TagSummary, check_extras, predict_rows, prepare_track, tag_row_file
@@ -46,8 +47,17 @@ _RETAGGED = "_retagged"
 class _TagActor:
     """One Recognizer per actor; ``__call__`` turns a batch of paths into a batch of rows."""
 
-    def __init__(self, model, device: str, num_threads: int | None, decode_threads: int,
-                 done: dict, write_tags: bool, overwrite_mood: bool = False, keep_mtime: bool = False):
+    def __init__(
+        self,
+        model,
+        device: str,
+        num_threads: int | None,
+        decode_threads: int,
+        done: dict,
+        write_tags: bool,
+        overwrite_mood: bool = False,
+        keep_mtime: bool = False,
+    ):
         from ..recognizer import Recognizer
 
         self.rec = Recognizer(model=model, device=device, num_threads=num_threads)
@@ -60,9 +70,19 @@ class _TagActor:
 
         rec, model_hash = self.rec, self.rec.checkpoint.model_hash
         found = [FoundFile(str(p), str(k)) for p, k in zip(batch["path"], batch["kind"])]
-        prepared = list(self.pool.map(lambda f: prepare_track(
-            f, sample_rate=rec.config.frontend.sample_rate, model_hash=model_hash,
-            max_duration_s=rec.max_duration_s, done=self.done, retag=self.write_tags), found))
+        prepared = list(
+            self.pool.map(
+                lambda f: prepare_track(
+                    f,
+                    sample_rate=rec.config.frontend.sample_rate,
+                    model_hash=model_hash,
+                    max_duration_s=rec.max_duration_s,
+                    done=self.done,
+                    retag=self.write_tags,
+                ),
+                found,
+            )
+        )
         rows, tracks = [], []
         for f, p in zip(found, prepared):
             if isinstance(p, Retag):  # analysed before, tags not written yet
@@ -79,12 +99,18 @@ class _TagActor:
                 tag_row_file(row, model_hash, dry_run=False, echo=lambda s: None, **self.tag_options)
             rows.append(row)
         schema = ParquetStore.schema().append(pa.field(_SKIPPED, pa.bool_())).append(pa.field(_RETAGGED, pa.bool_()))
-        return pa.Table.from_pylist([{**{c: r.get(c) for c in COLUMNS}, _SKIPPED: bool(r.get(_SKIPPED)),
-                                      _RETAGGED: bool(r.get(_RETAGGED))} for r in rows], schema=schema)
+        return pa.Table.from_pylist(
+            [
+                {**{c: r.get(c) for c in COLUMNS}, _SKIPPED: bool(r.get(_SKIPPED)), _RETAGGED: bool(r.get(_RETAGGED))}
+                for r in rows
+            ],
+            schema=schema,
+        )
 
 
-def actor_plan(resources: dict, use_gpus: bool | None = None, concurrency: int | None = None,
-               cpus_per_actor: float = 2) -> dict:
+def actor_plan(
+    resources: dict, use_gpus: bool | None = None, concurrency: int | None = None, cpus_per_actor: float = 2
+) -> dict:
     """How the Recognizer actors are placed, from ``ray.cluster_resources()``: one GPU per actor and
     ``device="cuda"`` when the cluster has GPUs (or ``use_gpus=True``), else CPU actors with
     ``cpus_per_actor`` cores each; ``concurrency`` defaults to one actor per GPU, else CPUs / cores."""
@@ -98,8 +124,12 @@ def actor_plan(resources: dict, use_gpus: bool | None = None, concurrency: int |
         concurrency = gpus if use_gpus else max(1, int(resources.get("CPU", 1) // cpus_per_actor))
     if concurrency < 1:
         raise MersdkError(f"concurrency must be >= 1, got {concurrency}")
-    return {"device": "cuda" if use_gpus else "cpu", "num_gpus": 1 if use_gpus else 0,
-            "num_threads": None if use_gpus else max(1, int(cpus_per_actor)), "concurrency": int(concurrency)}
+    return {
+        "device": "cuda" if use_gpus else "cpu",
+        "num_gpus": 1 if use_gpus else 0,
+        "num_threads": None if use_gpus else max(1, int(cpus_per_actor)),
+        "concurrency": int(concurrency),
+    }
 
 
 def tag_with_ray(
@@ -149,8 +179,12 @@ def tag_with_ray(
         with open_store(os.fspath(out), fmt) as store:
             # dry runs print from the driver, so actors only get rows to re-tag when they write
             done = store.done_map(model_hash, with_untagged_rows=write_tags and not dry_run)
-            items = [{"path": f.path, "kind": f.kind}
-                     for f in walk_audio(paths, on_problem=lambda p, m: summary.problems.append((p, m)) or echo(f"mersdk tag: {p}: {m}"))]
+            items = [
+                {"path": f.path, "kind": f.kind}
+                for f in walk_audio(
+                    paths, on_problem=lambda p, m: summary.problems.append((p, m)) or echo(f"mersdk tag: {p}: {m}")
+                )
+            ]
             summary.found = len(items)
             if items:
                 ds = ray.data.from_items(items)
@@ -160,8 +194,11 @@ def tag_with_ray(
                         "model": os.fspath(model) if model is not None else None,
                         "device": plan["device"],
                         "num_threads": plan["num_threads"],
-                        "decode_threads": decode_threads, "done": done, "write_tags": write_tags and not dry_run,
-                        "overwrite_mood": overwrite_mood, "keep_mtime": keep_mtime,
+                        "decode_threads": decode_threads,
+                        "done": done,
+                        "write_tags": write_tags and not dry_run,
+                        "overwrite_mood": overwrite_mood,
+                        "keep_mtime": keep_mtime,
                     },
                     batch_size=batch_size,
                     compute=ray.data.ActorPoolStrategy(size=plan["concurrency"]),

@@ -27,8 +27,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ..audio import PYAV_EXTRA_HINT, Audio, load_audio
 from ..errors import MersdkError
@@ -97,20 +98,49 @@ def recorded_mtime(st: os.stat_result) -> int | None:
     return st.st_mtime_ns if time.time_ns() - st.st_mtime_ns >= _RACY_MTIME_NS else None
 
 
-def error_row(path: str, model_hash: str, error: str, *, sha256: str | None = None, size_bytes: int | None = None,
-              warning: str | None = None) -> dict[str, Any]:
-    return {"path": path, "sha256": sha256, "size_bytes": size_bytes, "model_hash": model_hash, "label": None,
-            "probabilities": None, "valence": None, "arousal": None, "fusion_weight": None, "lyrics_used": None,
-            "lyrics_source": None, "duration_s": None, "error": error, "warning": warning, "processed_at": now_iso(),
-            "mtime_ns": None, "tagged_at": None}
+def error_row(
+    path: str,
+    model_hash: str,
+    error: str,
+    *,
+    sha256: str | None = None,
+    size_bytes: int | None = None,
+    warning: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "path": path,
+        "sha256": sha256,
+        "size_bytes": size_bytes,
+        "model_hash": model_hash,
+        "label": None,
+        "probabilities": None,
+        "valence": None,
+        "arousal": None,
+        "fusion_weight": None,
+        "lyrics_used": None,
+        "lyrics_source": None,
+        "duration_s": None,
+        "error": error,
+        "warning": warning,
+        "processed_at": now_iso(),
+        "mtime_ns": None,
+        "tagged_at": None,
+    }
 
 
 def _join(warnings: list[str]) -> str | None:
     return "; ".join(warnings) if warnings else None
 
 
-def prepare_track(found: FoundFile, *, sample_rate: int, model_hash: str, max_duration_s: float | None,
-                  done: Mapping[str, Done] = {}, retag: bool = False) -> PreparedTrack | Retag | dict[str, Any] | None:
+def prepare_track(
+    found: FoundFile,
+    *,
+    sample_rate: int,
+    model_hash: str,
+    max_duration_s: float | None,
+    done: Mapping[str, Done] = {},
+    retag: bool = False,
+) -> PreparedTrack | Retag | dict[str, Any] | None:
     """Check, hash, decode and find lyrics for one file: a ``PreparedTrack``, an error row, None when
     ``done`` says this model already did this unchanged file, or (with ``retag``) a ``Retag`` when it
     did but mersdk has not written its tags yet."""
@@ -123,8 +153,11 @@ def prepare_track(found: FoundFile, *, sample_rate: int, model_hash: str, max_du
     if reason:
         return error_row(path, model_hash, f"{reason}, not a regular file; skipped")
     previous = done.get(path)
-    unchanged = previous is not None and previous.mtime_ns is not None and \
-        (previous.size_bytes, previous.mtime_ns) == (st.st_size, st.st_mtime_ns)
+    unchanged = (
+        previous is not None
+        and previous.mtime_ns is not None
+        and (previous.size_bytes, previous.mtime_ns) == (st.st_size, st.st_mtime_ns)
+    )
     sha = previous.sha256 if unchanged else None
     if not unchanged:
         try:
@@ -138,27 +171,49 @@ def prepare_track(found: FoundFile, *, sample_rate: int, model_hash: str, max_du
         return None
     size = st.st_size
     if found.kind == "needs-decoders":
-        return error_row(path, model_hash, f"{os.path.splitext(path)[1]} files: {PYAV_EXTRA_HINT}", sha256=sha, size_bytes=size)
+        return error_row(
+            path, model_hash, f"{os.path.splitext(path)[1]} files: {PYAV_EXTRA_HINT}", sha256=sha, size_bytes=size
+        )
     if found.kind == "protected":
-        return error_row(path, model_hash, "an .m4p file is a DRM-protected (FairPlay) iTunes track; it cannot be decoded",
-                         sha256=sha, size_bytes=size)
+        return error_row(
+            path,
+            model_hash,
+            "an .m4p file is a DRM-protected (FairPlay) iTunes track; it cannot be decoded",
+            sha256=sha,
+            size_bytes=size,
+        )
     try:
         audio = load_audio(path, sample_rate, max_duration_s=max_duration_s)
     except MersdkError as e:
         return error_row(path, model_hash, f"{type(e).__name__}: {e}", sha256=sha, size_bytes=size)
-    except Exception as e:  # noqa: BLE001 - a decoder bug on one hostile file must not end a library run
-        return error_row(path, model_hash, f"unexpected {type(e).__name__} while decoding: {e}", sha256=sha, size_bytes=size)
+    except Exception as e:
+        return error_row(
+            path, model_hash, f"unexpected {type(e).__name__} while decoding: {e}", sha256=sha, size_bytes=size
+        )
     lyr = find_lyrics(path)
     return PreparedTrack(path, sha, size, audio, lyr.lyrics, lyr.source, list(lyr.warnings), recorded_mtime(st))
 
 
 def _prediction_row(t: PreparedTrack, p, model_hash: str) -> dict[str, Any]:
-    return {"path": t.path, "sha256": t.sha256, "size_bytes": t.size_bytes, "model_hash": model_hash, "label": p.label,
-            "probabilities": json.dumps(p.probabilities), "valence": p.valence, "arousal": p.arousal,
-            "fusion_weight": p.fusion_weight, "lyrics_used": p.lyrics_used,
-            "lyrics_source": t.lyrics_source if p.lyrics_used else None, "duration_s": p.duration_s,
-            "error": None, "warning": _join(t.warnings), "processed_at": now_iso(), "mtime_ns": t.mtime_ns,
-            "tagged_at": None}
+    return {
+        "path": t.path,
+        "sha256": t.sha256,
+        "size_bytes": t.size_bytes,
+        "model_hash": model_hash,
+        "label": p.label,
+        "probabilities": json.dumps(p.probabilities),
+        "valence": p.valence,
+        "arousal": p.arousal,
+        "fusion_weight": p.fusion_weight,
+        "lyrics_used": p.lyrics_used,
+        "lyrics_source": t.lyrics_source if p.lyrics_used else None,
+        "duration_s": p.duration_s,
+        "error": None,
+        "warning": _join(t.warnings),
+        "processed_at": now_iso(),
+        "mtime_ns": t.mtime_ns,
+        "tagged_at": None,
+    }
 
 
 def predict_rows(rec, tracks: list[PreparedTrack]) -> list[dict[str, Any]]:
@@ -170,19 +225,34 @@ def predict_rows(rec, tracks: list[PreparedTrack]) -> list[dict[str, Any]]:
     items = [(t.audio.samples, t.lyrics, t.audio.sample_rate) for t in tracks]
     try:
         return [_prediction_row(t, p, model_hash) for t, p in zip(tracks, rec.predict_batch(items))]
-    except Exception:  # noqa: BLE001 - isolate the culprit below
+    except Exception:
         if len(tracks) == 1:
             t = tracks[0]
             try:
                 return [_prediction_row(t, rec.predict(*items[0][:2], sample_rate=items[0][2]), model_hash)]
-            except Exception as e:  # noqa: BLE001
-                return [error_row(t.path, model_hash, f"{type(e).__name__}: {e}", sha256=t.sha256, size_bytes=t.size_bytes,
-                                  warning=_join(t.warnings))]
+            except Exception as e:
+                return [
+                    error_row(
+                        t.path,
+                        model_hash,
+                        f"{type(e).__name__}: {e}",
+                        sha256=t.sha256,
+                        size_bytes=t.size_bytes,
+                        warning=_join(t.warnings),
+                    )
+                ]
         return [row for t in tracks for row in predict_rows(rec, [t])]
 
 
-def tag_row_file(row: dict[str, Any], model_hash: str, *, dry_run: bool, echo: Callable[[str], None],
-                 overwrite_mood: bool = False, keep_mtime: bool = False) -> str:
+def tag_row_file(
+    row: dict[str, Any],
+    model_hash: str,
+    *,
+    dry_run: bool,
+    echo: Callable[[str], None],
+    overwrite_mood: bool = False,
+    keep_mtime: bool = False,
+) -> str:
     """Write a predicted row's mood into its file's tags (``dry_run``: print what would be written).
 
     Returns "written", "dry-run", "failed" or "no-prediction" (an error row). After a write the row
@@ -194,14 +264,25 @@ def tag_row_file(row: dict[str, Any], model_hash: str, *, dry_run: bool, echo: C
     if row["error"] is not None:
         return "no-prediction"
     try:
-        written = write_mood_tags(row["path"], row["label"], row["valence"], row["arousal"], model_hash,
-                                  dry_run=dry_run, overwrite_mood=overwrite_mood, keep_mtime=keep_mtime)
+        written = write_mood_tags(
+            row["path"],
+            row["label"],
+            row["valence"],
+            row["arousal"],
+            model_hash,
+            dry_run=dry_run,
+            overwrite_mood=overwrite_mood,
+            keep_mtime=keep_mtime,
+        )
     except TagWriteError as e:
         echo(f"mersdk tag: tags not written: {e}")
         row["warning"] = _join([w for w in (row.get("warning"), f"tags not written: {e}") if w])
         return "failed"
-    kept = f" (the file's own mood {written.kept_user_mood!r} kept; --overwrite-mood replaces it)" \
-        if written.kept_user_mood else ""
+    kept = (
+        f" (the file's own mood {written.kept_user_mood!r} kept; --overwrite-mood replaces it)"
+        if written.kept_user_mood
+        else ""
+    )
     if dry_run:
         echo(f"would write {row['path']}: " + ", ".join(f"{k}={v}" for k, v in written.frames.items()) + kept)
         return "dry-run"
@@ -220,7 +301,9 @@ def check_extras(write_tags: bool, echo: Callable[[str], None]) -> None:
     if importlib.util.find_spec("mutagen") is None:
         if write_tags:
             raise MersdkError('--write-tags needs mutagen: pip install "mersdk[tag]"')
-        echo('mersdk tag: mutagen is not installed, so lyrics embedded in tags are not read (pip install "mersdk[tag]")')
+        echo(
+            'mersdk tag: mutagen is not installed, so lyrics embedded in tags are not read (pip install "mersdk[tag]")'
+        )
 
 
 def _count_in_background(paths: list[str], bar) -> threading.Thread:
@@ -296,8 +379,9 @@ def tag_library(
         tag_echo = echo if own_echo or not progress else (lambda s: bar.write(s, file=sys.stderr))
 
         def write_tags_of(row: dict[str, Any]) -> None:
-            status = tag_row_file(row, model_hash, dry_run=dry_run, echo=tag_echo,
-                                  overwrite_mood=overwrite_mood, keep_mtime=keep_mtime)
+            status = tag_row_file(
+                row, model_hash, dry_run=dry_run, echo=tag_echo, overwrite_mood=overwrite_mood, keep_mtime=keep_mtime
+            )
             if status == "written":
                 summary.tags_written += 1
             elif status == "failed":
@@ -340,15 +424,24 @@ def tag_library(
                         exhausted = True
                         break
                     summary.found += 1
-                    pending[pool.submit(prepare_track, f, sample_rate=rate, model_hash=model_hash,
-                                        max_duration_s=rec.max_duration_s, done=done, retag=write_tags)] = f
+                    pending[
+                        pool.submit(
+                            prepare_track,
+                            f,
+                            sample_rate=rate,
+                            model_hash=model_hash,
+                            max_duration_s=rec.max_duration_s,
+                            done=done,
+                            retag=write_tags,
+                        )
+                    ] = f
                 # a timeout, so that ``stop`` is seen while every worker is busy
                 finished = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED).done if pending else set()
                 for fut in finished:
                     found = pending.pop(fut)
                     try:
                         result = fut.result()
-                    except Exception as e:  # noqa: BLE001 - one hostile file must not end a library run
+                    except Exception as e:
                         result = error_row(found.path, model_hash, f"unexpected {type(e).__name__}: {e}")
                     if result is None:
                         summary.skipped += 1

@@ -26,20 +26,42 @@ import json
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, ClassVar
 
 from ..errors import MersdkError
 from ..files import fsync_dir, fsync_file, kind_of, temp_sibling
 
 COLUMNS = (
-    "path", "sha256", "size_bytes", "model_hash", "label", "probabilities", "valence", "arousal",
-    "fusion_weight", "lyrics_used", "lyrics_source", "duration_s", "error", "warning", "processed_at",
-    "mtime_ns", "tagged_at",
+    "path",
+    "sha256",
+    "size_bytes",
+    "model_hash",
+    "label",
+    "probabilities",
+    "valence",
+    "arousal",
+    "fusion_weight",
+    "lyrics_used",
+    "lyrics_source",
+    "duration_s",
+    "error",
+    "warning",
+    "processed_at",
+    "mtime_ns",
+    "tagged_at",
 )
 FORMATS = ("sqlite", "jsonl", "csv", "parquet")
-_EXTENSIONS = {".sqlite": "sqlite", ".sqlite3": "sqlite", ".db": "sqlite", ".jsonl": "jsonl",
-               ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+_EXTENSIONS = {
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+    ".db": "sqlite",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
 
 
 def format_for(path: str, fmt: str | None) -> str:
@@ -76,7 +98,7 @@ def check_output_path(path: str) -> None:
         raise StoreError(f"--out {path} is {reason}, not a regular file; give a file path such as library.sqlite")
 
 
-def open_store(path: str, fmt: str | None = None) -> "ResultStore":
+def open_store(path: str, fmt: str | None = None) -> ResultStore:
     kind = format_for(path, fmt)
     check_output_path(path)
     return {"sqlite": SqliteStore, "jsonl": JsonlStore, "csv": CsvStore, "parquet": ParquetStore}[kind](path)
@@ -96,8 +118,13 @@ class Done:
 
 def _done_entry(row: dict[str, Any], with_untagged_rows: bool) -> Done:
     mtime = row.get("mtime_ns")
-    return Done(row.get("sha256"), row.get("size_bytes"), int(mtime) if mtime not in (None, "") else None,
-                row.get("tagged_at"), dict(row) if with_untagged_rows and not row.get("tagged_at") else None)
+    return Done(
+        row.get("sha256"),
+        row.get("size_bytes"),
+        int(mtime) if mtime not in (None, "") else None,
+        row.get("tagged_at"),
+        dict(row) if with_untagged_rows and not row.get("tagged_at") else None,
+    )
 
 
 class ResultStore:
@@ -138,8 +165,15 @@ class ResultStore:
 class SqliteStore(ResultStore):
     """Table ``tracks``; probabilities as JSON text; one row per (path, model_hash)."""
 
-    _TYPES = {"size_bytes": "INTEGER", "valence": "REAL", "arousal": "REAL", "fusion_weight": "REAL",
-              "lyrics_used": "INTEGER", "duration_s": "REAL", "mtime_ns": "INTEGER"}
+    _TYPES: ClassVar[dict[str, str]] = {
+        "size_bytes": "INTEGER",
+        "valence": "REAL",
+        "arousal": "REAL",
+        "fusion_weight": "REAL",
+        "lyrics_used": "INTEGER",
+        "duration_s": "REAL",
+        "mtime_ns": "INTEGER",
+    }
 
     def __init__(self, path: str):
         self.path = path
@@ -168,8 +202,9 @@ class SqliteStore(ResultStore):
     def done_map(self, model_hash: str, with_untagged_rows: bool = False) -> dict[str, Done]:
         cols = COLUMNS if with_untagged_rows else ("path", "sha256", "size_bytes", "mtime_ns", "tagged_at")
         try:
-            cur = self.db.execute(f"SELECT {', '.join(cols)} FROM tracks WHERE model_hash = ? AND error IS NULL",
-                                  (model_hash,))
+            cur = self.db.execute(
+                f"SELECT {', '.join(cols)} FROM tracks WHERE model_hash = ? AND error IS NULL", (model_hash,)
+            )
             return {row["path"]: _done_entry(row, with_untagged_rows) for row in (self._row(cols, v) for v in cur)}
         except sqlite3.Error as e:
             raise StoreError(f"cannot read {self.path} ({e})") from None
@@ -191,8 +226,9 @@ class SqliteStore(ResultStore):
     def write(self, row: dict[str, Any]) -> None:
         values = [row.get(c) for c in COLUMNS]
         try:
-            self.db.execute(f"INSERT OR REPLACE INTO tracks ({', '.join(COLUMNS)}) "
-                            f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
+            self.db.execute(
+                f"INSERT OR REPLACE INTO tracks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", values
+            )
             self.db.commit()
         except sqlite3.Error as e:
             raise StoreError(f"cannot write to {self.path} ({e}); the rows before this one are kept") from None
@@ -239,10 +275,12 @@ class _LineStore(ResultStore):
                 with open(path, "rb") as f:
                     first = f.readline(1 << 16)
                 if first and not self._is_own_first_line(first):  # checked before anything is cut
-                    raise StoreError(f"--out {path}: not a {type(self).__name__[:-5].upper()} file written by "
-                                     "mersdk tag; left as it is")
+                    raise StoreError(
+                        f"--out {path}: not a {type(self).__name__[:-5].upper()} file written by "
+                        "mersdk tag; left as it is"
+                    )
             _truncate_partial_line(path)
-            self.f = open(path, "ab", buffering=0)
+            self.f = open(path, "ab", buffering=0)  # noqa: SIM115 - held open for the run; close() closes it
         except OSError as e:
             raise StoreError(f"--out {path}: cannot open it for writing ({e.strerror or e})") from None
 
@@ -255,14 +293,15 @@ class _LineStore(ResultStore):
         end = os.fstat(self.f.fileno()).st_size
         try:
             while data:
-                data = data[self.f.write(data):]
+                data = data[self.f.write(data) :]
         except OSError as e:  # ENOSPC, EFBIG (file size limit), EIO
             try:
                 os.ftruncate(self.f.fileno(), end)
             except OSError:
                 pass  # the next open cuts the partial line
-            raise StoreError(f"cannot write to {self.path} ({e.strerror or e}); "
-                             "the rows before this one are kept") from None
+            raise StoreError(
+                f"cannot write to {self.path} ({e.strerror or e}); the rows before this one are kept"
+            ) from None
 
     def _lines(self):
         try:
@@ -393,9 +432,15 @@ class ParquetStore(ResultStore):
     def schema():
         import pyarrow as pa
 
-        types = {"size_bytes": pa.int64(), "valence": pa.float64(), "arousal": pa.float64(),
-                 "fusion_weight": pa.float64(), "lyrics_used": pa.bool_(), "duration_s": pa.float64(),
-                 "mtime_ns": pa.int64()}
+        types = {
+            "size_bytes": pa.int64(),
+            "valence": pa.float64(),
+            "arousal": pa.float64(),
+            "fusion_weight": pa.float64(),
+            "lyrics_used": pa.bool_(),
+            "duration_s": pa.float64(),
+            "mtime_ns": pa.int64(),
+        }
         return pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
 
     def rows(self) -> Iterator[dict[str, Any]]:
@@ -410,7 +455,9 @@ class ParquetStore(ResultStore):
         if self.writer is None:
             self._tmp = str(temp_sibling(self.path))
             self.writer = pq.ParquetWriter(self._tmp, self.schema())
-        self.writer.write_table(pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in self.pending], schema=self.schema()))
+        self.writer.write_table(
+            pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in self.pending], schema=self.schema())
+        )
         self.pending = []
 
     def write(self, row: dict[str, Any]) -> None:

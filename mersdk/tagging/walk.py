@@ -14,17 +14,24 @@ anything but a regular file (a FIFO or device named ``*.wav``) into an error row
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 from .write_tags import is_temp_file
 
 # libsndfile format name -> the file extensions it is known by (only formats soundfile reports
 # as available are used; RAW is headerless and never guessed from an extension)
 _SOUNDFILE_EXTENSIONS = {
-    "WAV": (".wav",), "WAVEX": (".wav",), "RF64": (".rf64",), "W64": (".w64",),
-    "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"), "MP3": (".mp3",),
-    "AIFF": (".aif", ".aiff", ".aifc"), "AU": (".au", ".snd"), "CAF": (".caf",),
+    "WAV": (".wav",),
+    "WAVEX": (".wav",),
+    "RF64": (".rf64",),
+    "W64": (".w64",),
+    "FLAC": (".flac",),
+    "OGG": (".ogg", ".oga", ".opus"),
+    "MP3": (".mp3",),
+    "AIFF": (".aif", ".aiff", ".aifc"),
+    "AU": (".au", ".snd"),
+    "CAF": (".caf",),
 }
 # decoded through PyAV, only with the ``mersdk[decoders]`` extra
 PYAV_EXTENSIONS = (".m4a", ".aac", ".alac", ".wma", ".mp4", ".m4b")

@@ -51,8 +51,13 @@ from ..errors import MersdkError
 from ..files import atomic_path, remove_stale_temps
 
 TEMP_MARK = ".mersdk-tmp"
-MOOD_FIELDS = {"id3v2.4": "TMOO", "id3v2.3": "TXXX:MOOD", "vorbis": "MOOD", "mp4": "----:com.apple.iTunes:MOOD",
-               "asf": "WM/Mood"}
+MOOD_FIELDS = {
+    "id3v2.4": "TMOO",
+    "id3v2.3": "TXXX:MOOD",
+    "vorbis": "MOOD",
+    "mp4": "----:com.apple.iTunes:MOOD",
+    "asf": "WM/Mood",
+}
 _MP4_PREFIX = "----:com.apple.iTunes:"
 _OLD_MP4_PREFIX = "----:com.mersdk:"  # written by mersdk before the standard names; removed on rewrite
 
@@ -98,7 +103,8 @@ def _set_id3(tags, values: dict[str, str], overwrite_mood: bool) -> tuple[dict[s
 
     v23 = tags.version[:2] == (2, 3)  # new tags and v2.2 (which mutagen upgrades) are saved as v2.4
     existing = _first(f for fr in tags.getall("TMOO") for f in fr.text) or _first(
-        f for fr in tags.getall("TXXX:MOOD") for f in fr.text)
+        f for fr in tags.getall("TXXX:MOOD") for f in fr.text
+    )
     ours_before = _first(f for fr in tags.getall("TXXX:MERSDK_MOOD") for f in fr.text)
     frames = {}
     for key, value in values.items():
@@ -141,9 +147,11 @@ def _set_mp4(tags, values: dict[str, str], overwrite_mood: bool) -> tuple[dict[s
     return frames, kept, {}
 
 
-def _set_keyed(tags, values: dict[str, str], overwrite_mood: bool,
-               mood_key: str) -> tuple[dict[str, str], str | None, dict]:
+def _set_keyed(
+    tags, values: dict[str, str], overwrite_mood: bool, mood_key: str
+) -> tuple[dict[str, str], str | None, dict]:
     """Vorbis comments (case-insensitive keys) and ASF attributes: key -> [values]."""
+
     def get(key):
         try:
             return _first(tags[key]) if key in tags else None
@@ -169,14 +177,14 @@ def _open_mutagen(path: str):
 
     try:
         f = mutagen.File(path)
-    except Exception as e:  # noqa: BLE001 - mutagen raises many types on broken files
+    except Exception as e:
         raise TagWriteError(f"{path}: tags unreadable ({type(e).__name__}: {e})") from None
     if f is None:
         raise TagWriteError(f"{path}: mutagen does not know this container; tags not written")
     if f.tags is None:
         try:
             f.add_tags()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise TagWriteError(f"{path}: cannot add a tag block to this container ({e})") from None
     return f
 
@@ -288,7 +296,7 @@ def audio_digest(path: str, *, exact_bytes: bool = True) -> str:
         h = hashlib.sha256()  # did not parse: decode instead
     try:
         sfile = sf.SoundFile(path)
-    except Exception:  # noqa: BLE001 - not a libsndfile format: compare packets below
+    except Exception:
         sfile = None
     if sfile is not None:
         try:
@@ -296,15 +304,18 @@ def audio_digest(path: str, *, exact_bytes: bool = True) -> str:
                 h.update(f"samples {sfile.samplerate} {sfile.channels} ".encode())
                 for block in sfile.blocks(blocksize=1 << 16, dtype="float64"):
                     h.update(block.tobytes())
-        except Exception as e:  # noqa: BLE001 - a stream that stops decoding midway (libsndfile errors)
-            raise TagWriteError(f"{path}: its audio does not decode to the end ({e}), so a write could not be "
-                                "checked; tags not written") from None
+        except Exception as e:
+            raise TagWriteError(
+                f"{path}: its audio does not decode to the end ({e}), so a write could not be checked; tags not written"
+            ) from None
         return h.hexdigest()
     try:
         import av
     except ImportError:
-        raise TagWriteError(f"{path}: the audio cannot be checked after writing without PyAV "
-                            '(pip install "mersdk[decoders]"); tags not written') from None
+        raise TagWriteError(
+            f"{path}: the audio cannot be checked after writing without PyAV "
+            '(pip install "mersdk[decoders]"); tags not written'
+        ) from None
     try:
         with av.open(path, metadata_errors="replace") as container:
             stream = next(s for s in container.streams if s.type == "audio")
@@ -335,8 +346,9 @@ def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
 
 
-def _write_atomically(real: str, st: os.stat_result, values: dict[str, str], overwrite_mood: bool,
-                      keep_mtime: bool) -> TagWrite:
+def _write_atomically(
+    real: str, st: os.stat_result, values: dict[str, str], overwrite_mood: bool, keep_mtime: bool
+) -> TagWrite:
     folder, base = os.path.split(real)
     suffix = TEMP_MARK + os.path.splitext(base)[1]  # the extension last: mutagen and FFmpeg go by it
     remove_stale_temps(folder, base, suffix)
@@ -354,14 +366,15 @@ def _write_atomically(real: str, st: os.stat_result, values: dict[str, str], ove
                 try:
                     os.chown(tmp, st.st_uid, st.st_gid)
                 except PermissionError:
-                    raise TagWriteError(f"{real}: its owner/group cannot be kept by this user; "
-                                        "tags not written") from None
+                    raise TagWriteError(
+                        f"{real}: its owner/group cannot be kept by this user; tags not written"
+                    ) from None
             shutil.copystat(real, tmp)  # mode, extended attributes (after chown, which may clear set-id bits)
             f = _open_mutagen(str(tmp))
             frames, kept, save_kwargs = _apply(f, real, values, overwrite_mood)
             try:
                 f.save(**save_kwargs)
-            except Exception as e:  # noqa: BLE001 - PermissionError arrives wrapped in MutagenError
+            except Exception as e:
                 raise TagWriteError(f"{real}: tags not written ({getattr(e, 'strerror', None) or e})") from None
             if not _same_audio(real, str(tmp), before):
                 raise TagWriteError(f"{real}: the tagged copy does not hold the same audio; original left as it was")
@@ -374,8 +387,17 @@ def _write_atomically(real: str, st: os.stat_result, values: dict[str, str], ove
     return TagWrite(frames, kept)
 
 
-def write_mood_tags(path: str | os.PathLike, label: str, valence: float, arousal: float, model_hash: str, *,
-                    dry_run: bool = False, overwrite_mood: bool = False, keep_mtime: bool = False) -> TagWrite:
+def write_mood_tags(
+    path: str | os.PathLike,
+    label: str,
+    valence: float,
+    arousal: float,
+    model_hash: str,
+    *,
+    dry_run: bool = False,
+    overwrite_mood: bool = False,
+    keep_mtime: bool = False,
+) -> TagWrite:
     """Write (with ``dry_run``: only compute) the mood tags of ``path`` atomically (module docstring).
 
     Raises ``TagWriteError`` when the file cannot be tagged; the file is then left as it was."""

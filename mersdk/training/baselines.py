@@ -30,8 +30,12 @@ BASELINE_FILE = "baseline.json"
 
 def _heads(cfg: ModelConfig, in_dim: int) -> nn.ModuleDict:
     d = cfg.d_model
-    return nn.ModuleDict({t.name: nn.Sequential(nn.Linear(in_dim, d), nn.GELU(), nn.Dropout(cfg.dropout),
-                                                nn.Linear(d, len(t.labels))) for t in cfg.tasks})
+    return nn.ModuleDict(
+        {
+            t.name: nn.Sequential(nn.Linear(in_dim, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, len(t.labels)))
+            for t in cfg.tasks
+        }
+    )
 
 
 class CRNN(nn.Module):
@@ -67,8 +71,9 @@ class LyricsOnly(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.proj = nn.Sequential(nn.Linear(cfg.text_encoder.hidden_size, d), nn.LayerNorm(d), nn.GELU(),
-                                  nn.Dropout(cfg.dropout))
+        self.proj = nn.Sequential(
+            nn.Linear(cfg.text_encoder.hidden_size, d), nn.LayerNorm(d), nn.GELU(), nn.Dropout(cfg.dropout)
+        )
         self.pool_score = nn.Linear(d, 1)
         self.heads = _heads(cfg, 2 * d)
         self.va_head = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 2))
@@ -108,8 +113,9 @@ def save_model(model: nn.Module, kind: str, path, metadata: dict) -> None:
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(p / "model.safetensors"))
-    (p / BASELINE_FILE).write_text(json.dumps({"kind": kind, "model": model.cfg.to_dict(), "metadata": metadata},
-                                              indent=2, sort_keys=True) + "\n")
+    (p / BASELINE_FILE).write_text(
+        json.dumps({"kind": kind, "model": model.cfg.to_dict(), "metadata": metadata}, indent=2, sort_keys=True) + "\n"
+    )
 
 
 def load_model(path=None):

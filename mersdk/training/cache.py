@@ -37,8 +37,14 @@ def _decode_mel(args):
     return log_mel(audio.samples, fe).astype(np.float16)
 
 
-def build_cache(data_dir, out_dir, datasets=DATASETS, workers: int | None = None, cfg: ModelConfig = ModelConfig(),
-                lyrics_threads: int = 1):
+def build_cache(
+    data_dir,
+    out_dir,
+    datasets=DATASETS,
+    workers: int | None = None,
+    cfg: ModelConfig = ModelConfig(),
+    lyrics_threads: int = 1,
+):
     out_dir = Path(out_dir)
     workers = workers or min(2, os.cpu_count() or 1)
     for ds in datasets:
@@ -76,8 +82,13 @@ def build_lyrics_cache(data_dir, out_dir, dataset: str, cfg: ModelConfig = Model
             emb, mask = enc.encode([ly.text])
             lyr[c.id] = emb[0, : int(mask[0].sum())].numpy().astype(np.float16)
     np.savez(dst / "lyrics.npz", **lyr)
-    index = {"dataset": dataset, "ids": [c.id for c in clips], "frontend": dataclasses.asdict(cfg.frontend),
-             "text_encoder": dataclasses.asdict(cfg.text_encoder), "n_lyrics": len(lyr)}
+    index = {
+        "dataset": dataset,
+        "ids": [c.id for c in clips],
+        "frontend": dataclasses.asdict(cfg.frontend),
+        "text_encoder": dataclasses.asdict(cfg.text_encoder),
+        "n_lyrics": len(lyr),
+    }
     (dst / "index.json").write_text(json.dumps(index, indent=1))
     return len(lyr)
 
@@ -85,8 +96,14 @@ def build_lyrics_cache(data_dir, out_dir, dataset: str, cfg: ModelConfig = Model
 TOKEN_LAYERS = ("penultimate", "mean_pool", "max_pool", "taggram")
 
 
-def build_token_cache(cache_dir, encoder: str = "musicnn_msd", datasets=DATASETS, log=print,
-                      max_patches: int | None = None, shard: tuple[int, int] = (0, 1)):
+def build_token_cache(
+    cache_dir,
+    encoder: str = "musicnn_msd",
+    datasets=DATASETS,
+    log=print,
+    max_patches: int | None = None,
+    shard: tuple[int, int] = (0, 1),
+):
     """Run the frozen pretrained encoder over every cached log-mel once; store every layer per patch.
 
     Exactly ``MusicnnEncoder.patches`` + its backbone as the model runs them (whole clip as one input,
@@ -150,7 +167,9 @@ class FeatureCache:
             if tokens:
                 files = sorted(d.glob(f"{tokens}.npz")) or sorted(d.glob(f"{tokens}.part*.npz"))
                 if not files:
-                    raise FileNotFoundError(f"{d}: no {tokens} token cache; run `mersdk train cache-tokens --cache {cache_dir}`")
+                    raise FileNotFoundError(
+                        f"{d}: no {tokens} token cache; run `mersdk train cache-tokens --cache {cache_dir}`"
+                    )
                 for f in files:
                     with np.load(f) as z:
                         for k in z.files:

@@ -2,7 +2,8 @@
 valence/arousal targets.
 
 Layout read (see the data README): ``<root>/<dataset>/labels.csv``, ``splits.csv``,
-``audio/<id>.opus`` (or another extension), for mirex_mm ``lyrics/<id>.txt``, and ``<root>/lexicon/Ratings_Warriner_et_al.csv``.
+``audio/<id>.opus`` (or another extension), for mirex_mm ``lyrics/<id>.txt``, and
+``<root>/lexicon/Ratings_Warriner_et_al.csv``.
 Nothing from the data folder is ever copied into the repository; the folder comes from the command
 line or ``MERSDK_DATA`` (default ``../shared/data`` relative to the repository root).
 
@@ -49,8 +50,10 @@ CLUSTER_BINARY_VA = {0: (1, 1), 1: (1, 1), 2: (0, 0), 3: (1, None), 4: (0, 1)}
 QUADRANT_BINARY_VA = {0: (1, 1), 1: (0, 1), 2: (0, 0), 3: (1, 0)}
 
 # the same recordings in both sets (left out of the test side of the cross-dataset experiment)
-SHARED_RECORDINGS = {"mirex_mm": ("187", "833", "835"),
-                     "quadrants_4q": ("MT0000442827", "MT0015541501", "MT0004028719")}
+SHARED_RECORDINGS = {
+    "mirex_mm": ("187", "833", "835"),
+    "quadrants_4q": ("MT0000442827", "MT0015541501", "MT0004028719"),
+}
 
 
 def default_data_dir() -> Path:
@@ -122,14 +125,38 @@ def load_clips(root: os.PathLike, dataset: str) -> list[Clip]:
             lyr = d / "lyrics" / f"{r['id']}.txt"
             has = r.get("has_lyrics", "1") == "1" and lyr.is_file()
             split, fold = splits[r["id"]]
-            clips.append(Clip(dataset, r["id"], split, fold, "cluster", int(r["cluster"]) - 1,
-                              va_of_mood[r["mood"]], r["artist"], audio[r["id"]], lyr if has else None))
+            clips.append(
+                Clip(
+                    dataset,
+                    r["id"],
+                    split,
+                    fold,
+                    "cluster",
+                    int(r["cluster"]) - 1,
+                    va_of_mood[r["mood"]],
+                    r["artist"],
+                    audio[r["id"]],
+                    lyr if has else None,
+                )
+            )
     else:
         for r in rows:
             split, fold = splits[r["id"]]
             q = r["quadrant"]
-            clips.append(Clip(dataset, r["id"], split, fold, "quadrant", int(q[1]) - 1, QUADRANT_VA[q],
-                              r["artist"], audio[r["id"]], None))
+            clips.append(
+                Clip(
+                    dataset,
+                    r["id"],
+                    split,
+                    fold,
+                    "quadrant",
+                    int(q[1]) - 1,
+                    QUADRANT_VA[q],
+                    r["artist"],
+                    audio[r["id"]],
+                    None,
+                )
+            )
     return clips
 
 

@@ -70,7 +70,7 @@ def encode_texts(texts, text_cfg):
 def noisy_copies(clips, waves, kind, snr_db, seed=0):
     """Every waveform mixed with its own seeded noise at snr_db; music = another clip of the set."""
     out = []
-    for i, (c, w) in enumerate(zip(clips, waves)):
+    for c, w in zip(clips, waves):
         rng = clip_rng(seed, c.dataset, c.id, kind)
         pool = [waves[j] for j in range(len(waves)) if clips[j].artist != c.artist] if kind == "music" else None
         out.append(mix_at_snr(w, make_noise(kind, len(w), rng, pool), snr_db))
@@ -102,8 +102,9 @@ def _predict_cached_features(model, feats, lyr_embs, hidden, batch_size):
         for j, i in enumerate(idx):
             x[j, : lengths[j]] = feats[i]
         emb, mask = pad_embeddings([lyr_embs[i] for i in idx], hidden)
-        out = model.forward_features(torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(emb),
-                                     torch.from_numpy(mask))
+        out = model.forward_features(
+            torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(emb), torch.from_numpy(mask)
+        )
         for t in model.cfg.tasks:
             res.setdefault(t.name, []).append(torch.softmax(out[t.name].float(), -1).numpy())
         res.setdefault("va", []).append(out["va"].float().numpy())
@@ -142,14 +143,26 @@ def score(clips, pred, model_id="", extra=None) -> dict:
     res["task"] = task
     res["labels"] = list(labels_of(task))
     res["va"] = va_metrics(pred["va"], np.array([c.va for c in clips]))
-    res["va"]["targets"] = "derived VA targets (quadrant signs / Warriner lexicon of the mood adjective), not listener ratings"
+    res["va"]["targets"] = (
+        "derived VA targets (quadrant signs / Warriner lexicon of the mood adjective), not listener ratings"
+    )
     res["mean_fusion_gate"] = float(np.mean(pred["gate"]))
     res.update(extra or {})
     return res
 
 
-def evaluate_checkpoint(checkpoint, data_dir, dataset, split="test", snr_db=None, noise="white", seed=0,
-                        lyrics=True, threads=1, bootstrap=1000) -> dict:
+def evaluate_checkpoint(
+    checkpoint,
+    data_dir,
+    dataset,
+    split="test",
+    snr_db=None,
+    noise="white",
+    seed=0,
+    lyrics=True,
+    threads=1,
+    bootstrap=1000,
+) -> dict:
     """Metrics of one checkpoint on one split; ``bootstrap`` resamples give 95 % intervals (0: none)."""
     from .baselines import load_model
 
@@ -165,12 +178,22 @@ def evaluate_checkpoint(checkpoint, data_dir, dataset, split="test", snr_db=None
         waves = noisy_copies(clips, waves, noise, snr_db, seed)
     embs = encode_texts(texts, cfg.text_encoder)
     pred = predict_waves(model, cfg, waves, embs)
-    res = score(clips, pred, model_id, {
-        "dataset": dataset, "split": split, "kind": kind, "task_of_dataset": TASK_OF_DATASET[dataset],
-        "snr_db": snr_db, "noise": noise if snr_db is not None else None, "noise_seed": seed if snr_db is not None else None,
-        "n_with_lyrics": int(sum(e is not None for e in embs)),
-        "subset": "clips with lyrics" if kind == "lyrics" else "all clips",
-    })
+    res = score(
+        clips,
+        pred,
+        model_id,
+        {
+            "dataset": dataset,
+            "split": split,
+            "kind": kind,
+            "task_of_dataset": TASK_OF_DATASET[dataset],
+            "snr_db": snr_db,
+            "noise": noise if snr_db is not None else None,
+            "noise_seed": seed if snr_db is not None else None,
+            "n_with_lyrics": int(sum(e is not None for e in embs)),
+            "subset": "clips with lyrics" if kind == "lyrics" else "all clips",
+        },
+    )
     if bootstrap:
         task = clips[0].task
         res["ci95"] = bootstrap_ci([c.label for c in clips], pred[task], len(labels_of(task)), n_resamples=bootstrap)
@@ -183,15 +206,21 @@ def format_report(res: dict) -> str:
         lines.append(f"noise: {res['noise']} at {res['snr_db']:g} dB SNR (seed {res['noise_seed']})")
     ci = res.get("ci95")
     if ci:
-        lines.append("  ".join(f"{label} {res[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" for k, label in
-                               (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("roc_auc", "ROC-AUC")))
-                     + f"  (95 % bootstrap intervals, {ci['n_resamples']} resamples)")
+        lines.append(
+            "  ".join(
+                f"{label} {res[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"
+                for k, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("roc_auc", "ROC-AUC"))
+            )
+            + f"  (95 % bootstrap intervals, {ci['n_resamples']} resamples)"
+        )
     else:
         lines.append(f"accuracy {res['accuracy']:.3f}  macro-F1 {res['macro_f1']:.3f}  ROC-AUC {res['roc_auc']:.3f}")
     va = res["va"]
     for dim in ("valence", "arousal"):
         m = va[dim]
-        lines.append(f"{dim:8s} CCC {m['ccc']:.3f}  r {m['pearson']:.3f}  ICC(3,1) {m['icc_3_1']:.3f}  (derived VA targets)")
+        lines.append(
+            f"{dim:8s} CCC {m['ccc']:.3f}  r {m['pearson']:.3f}  ICC(3,1) {m['icc_3_1']:.3f}  (derived VA targets)"
+        )
     lines.append("confusion matrix (rows true, cols predicted): " + ", ".join(res["labels"]))
     lines += ["  " + " ".join(f"{x:4d}" for x in row) for row in res["confusion_matrix"]]
     return "\n".join(lines)

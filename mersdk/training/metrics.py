@@ -64,21 +64,23 @@ def classification_metrics(y_true, probs, n_classes: int) -> dict:
     y_pred = probs.argmax(1)
     labels = list(range(n_classes))
     try:
-        auc = float(roc_auc_score(y_true, probs / probs.sum(1, keepdims=True), multi_class="ovr",
-                                  average="macro", labels=labels))
+        auc = float(
+            roc_auc_score(
+                y_true, probs / probs.sum(1, keepdims=True), multi_class="ovr", average="macro", labels=labels
+            )
+        )
     except ValueError:  # a class absent from y_true (tiny sets)
         auc = float("nan")
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "roc_auc": auc,
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
 
 
-def bootstrap_ci(y_true, probs, n_classes: int, n_resamples: int = 1000, level: float = 0.95,
-                 seed: int = 0) -> dict:
+def bootstrap_ci(y_true, probs, n_classes: int, n_resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
     """Percentile bootstrap intervals of accuracy, macro-F1 and ROC-AUC over the clips (SciPy).
 
     Clips are resampled with replacement (labels and predictions together), so the interval says how
@@ -110,8 +112,15 @@ def bootstrap_ci(y_true, probs, n_classes: int, n_resamples: int = 1000, level: 
         # the same seed for every metric: the three intervals come from the same resamples
         with warnings.catch_warnings():  # NaN AUC draws: the interval is NaN, as documented above
             warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-            res = stats.bootstrap((idx,), fn, n_resamples=n_resamples, confidence_level=level, vectorized=False,
-                                  method="percentile", rng=np.random.default_rng(seed))
+            res = stats.bootstrap(
+                (idx,),
+                fn,
+                n_resamples=n_resamples,
+                confidence_level=level,
+                vectorized=False,
+                method="percentile",
+                rng=np.random.default_rng(seed),
+            )
         ci = res.confidence_interval
         out[name] = [float(ci.low), float(ci.high)]
     return out

@@ -45,13 +45,19 @@ from ..features import log_mel
 from ..model import load_pretrained_audio, musicnn_layer
 from .baselines import build_model, save_model
 from .cache import FeatureCache
-from .data import DATASETS, TASK_OF_DATASET, load_clips
+from .data import DATASETS, load_clips
 from .evaluate import predict_mels, score
 from .noise import mix_mel_power, pink_noise, white_noise
 
 # Small enough to train in a few CPU minutes on ~1,500 clips; the shipped model uses these sizes.
-SMALL_MODEL = {"cnn_stages": [[8, 2, 2], [16, 2, 2], [32, 2, 2], [64, 2, 2]], "d_model": 128, "n_heads": 4,
-               "n_layers": 2, "ffn_dim": 256, "dropout": 0.1}
+SMALL_MODEL = {
+    "cnn_stages": [[8, 2, 2], [16, 2, 2], [32, 2, 2], [64, 2, 2]],
+    "d_model": 128,
+    "n_heads": 4,
+    "n_layers": 2,
+    "ffn_dim": 256,
+    "dropout": 0.1,
+}
 
 # name -> (kind, ModelConfig overrides on top of SMALL_MODEL)
 MODEL_PRESETS = {
@@ -64,13 +70,19 @@ MODEL_PRESETS = {
 }
 # the pretrained musicnn encoder (frozen, tokens from the cache) under the same fusion variants
 # (5 central 3 s patches per 30 s window: half the backbone's cost of all 10)
-MUSICNN = {"audio_encoder": "musicnn_msd", "frontend": dataclasses.asdict(MUSICNN_FRONTEND), "audio_layer": "penultimate",
-           "max_patches": 5}
-MODEL_PRESETS.update({
-    "musicnn_gate": ("emotion", {**MUSICNN, "fusion": "gate"}),
-    "musicnn_sum": ("emotion", {**MUSICNN, "fusion": "sum"}),
-    "musicnn_audio": ("emotion", {**MUSICNN, "fusion": "none"}),  # audio only, same backbone and blocks
-})
+MUSICNN = {
+    "audio_encoder": "musicnn_msd",
+    "frontend": dataclasses.asdict(MUSICNN_FRONTEND),
+    "audio_layer": "penultimate",
+    "max_patches": 5,
+}
+MODEL_PRESETS.update(
+    {
+        "musicnn_gate": ("emotion", {**MUSICNN, "fusion": "gate"}),
+        "musicnn_sum": ("emotion", {**MUSICNN, "fusion": "sum"}),
+        "musicnn_audio": ("emotion", {**MUSICNN, "fusion": "none"}),  # audio only, same backbone and blocks
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -98,14 +110,14 @@ class TrainOptions:
     threads: int = 1  # measured: 2 threads ran 3-8x slower than 1 while the shared 2 cores were busy
 
     @classmethod
-    def from_file(cls, path) -> "TrainOptions":
+    def from_file(cls, path) -> TrainOptions:
         d = json.loads(Path(path).read_text())
         for k in ("datasets", "crop_s", "snr_db"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
 
-    def replace(self, **kw) -> "TrainOptions":
+    def replace(self, **kw) -> TrainOptions:
         return dataclasses.replace(self, **kw)
 
     def model_config(self) -> tuple[str, ModelConfig]:
@@ -145,8 +157,10 @@ class BatchMaker:
             return
         rng = np.random.default_rng(12345)
         # 40 s of each noise, as log-mels; crops of them are mixed in the mel power domain
-        self.noise_mels = {"white": log_mel(white_noise(40 * fe.sample_rate, rng), fe),
-                           "pink": log_mel(pink_noise(40 * fe.sample_rate, rng), fe)}
+        self.noise_mels = {
+            "white": log_mel(white_noise(40 * fe.sample_rate, rng), fe),
+            "pink": log_mel(pink_noise(40 * fe.sample_rate, rng), fe),
+        }
         self.mels = [cache.mels[(c.dataset, c.id)] for c in clips]
 
     def _crop(self, m, T, rng):
@@ -221,8 +235,9 @@ class BatchMaker:
             mel = np.zeros((len(items), items[0][0].shape[0], lengths.max()), np.float32)
             for j, (x, _) in enumerate(items):
                 mel[j, :, : x.shape[1]] = x
-        emb, mask = pad_embeddings([None if ly is None else ly.astype(np.float32) for _, ly in items],
-                                   self.cfg.text_encoder.hidden_size)
+        emb, mask = pad_embeddings(
+            [None if ly is None else ly.astype(np.float32) for _, ly in items], self.cfg.text_encoder.hidden_size
+        )
         return torch.from_numpy(mel), torch.from_numpy(lengths), torch.from_numpy(emb), torch.from_numpy(mask)
 
     def _targets(self, idx):
@@ -280,16 +295,29 @@ def predict_cached(model, clips_by_ds, cache: FeatureCache, cfg: ModelConfig, ly
     res = {}
     for ds, clips in clips_by_ds.items():
         tokens = cfg.audio_encoder != "cnn"
-        feats = [musicnn_layer(cache.tokens[(ds, c.id)], cfg.audio_layer).astype(np.float32) if tokens
-                 else cache.mels[(ds, c.id)].astype(np.float32) for c in clips]
-        lyr = [None if not lyrics or (ds, c.id) not in cache.lyrics else cache.lyrics[(ds, c.id)].astype(np.float32)
-               for c in clips]
+        feats = [
+            musicnn_layer(cache.tokens[(ds, c.id)], cfg.audio_layer).astype(np.float32)
+            if tokens
+            else cache.mels[(ds, c.id)].astype(np.float32)
+            for c in clips
+        ]
+        lyr = [
+            None if not lyrics or (ds, c.id) not in cache.lyrics else cache.lyrics[(ds, c.id)].astype(np.float32)
+            for c in clips
+        ]
         res[ds] = (clips, predict_mels(model, feats, lyr, cfg.text_encoder.hidden_size, features=tokens))
     return res
 
 
-def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=logging.getLogger("mersdk.training").info,
-          stop_after_epoch: int | None = None) -> dict:
+def train(
+    opts: TrainOptions,
+    data_dir,
+    cache_dir,
+    out_dir,
+    resume=True,
+    log=logging.getLogger("mersdk.training").info,
+    stop_after_epoch: int | None = None,
+) -> dict:
     """Train (or resume) a run; returns the best-on-val record. ``stop_after_epoch`` ends this call
     early after that epoch, as a kill would (used to test that resuming gives the same run)."""
     torch.set_num_threads(opts.threads)
@@ -301,8 +329,10 @@ def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=log
     (out / "options.json").write_text(json.dumps(dataclasses.asdict(opts), indent=2) + "\n")
     cache = FeatureCache(cache_dir, datasets, tokens=cfg.audio_encoder if cfg.audio_encoder != "cnn" else None)
     if cfg.audio_encoder != "cnn" and cache.token_max_patches != cfg.max_patches:
-        raise ValueError(f"{cache_dir}: tokens cached with max_patches={cache.token_max_patches}, the model "
-                         f"has {cfg.max_patches}: rebuild with `mersdk train cache-tokens --max-patches`")
+        raise ValueError(
+            f"{cache_dir}: tokens cached with max_patches={cache.token_max_patches}, the model "
+            f"has {cfg.max_patches}: rebuild with `mersdk train cache-tokens --max-patches`"
+        )
     all_clips = {ds: load_clips(data_dir, ds) for ds in datasets}
     train_clips = [c for ds in datasets for c in all_clips[ds] if c.split == "train"]
     if kind == "lyrics":
@@ -327,8 +357,9 @@ def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=log
     if teacher is not None:
         for p in teacher.parameters():
             p.requires_grad_(False)
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.lr,
-                              weight_decay=opts.weight_decay)
+    optim = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=opts.lr, weight_decay=opts.weight_decay
+    )
     steps_per_epoch = math.ceil(len(train_clips) / opts.batch_size)
     total = steps_per_epoch * opts.epochs
     warm = steps_per_epoch
@@ -351,8 +382,10 @@ def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=log
         history, best, start_epoch = st["history"], st["best"], st["epoch"] + 1
         log(f"resumed {out} at epoch {start_epoch}")
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"{out.name}: {kind}/{opts.preset}, {n_params} parameters, {len(train_clips)} train clips "
-        f"({int(labelled.sum())} labelled), datasets {datasets}")
+    log(
+        f"{out.name}: {kind}/{opts.preset}, {n_params} parameters, {len(train_clips)} train clips "
+        f"({int(labelled.sum())} labelled), datasets {datasets}"
+    )
 
     for epoch in range(start_epoch, opts.epochs):
         t0 = time.time()
@@ -397,33 +430,74 @@ def train(opts: TrainOptions, data_dir, cache_dir, out_dir, resume=True, log=log
         eval_model = teacher if teacher is not None else model
         val = evaluate_cached(eval_model, val_clips, cache, cfg)
         sel = float(np.mean([v["macro_f1"] for v in val.values()]))
-        row = {"epoch": epoch, "train_s": round(train_s, 1), "lr": sched.get_last_lr()[0],
-               **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
-               **{f"val_{ds}_{m}": v[m] for ds, v in val.items() for m in ("accuracy", "macro_f1")},
-               **{f"val_{ds}_ccc": v["va"]["mean_ccc"] for ds, v in val.items()},
-               "val_selection": sel}
+        row = {
+            "epoch": epoch,
+            "train_s": round(train_s, 1),
+            "lr": sched.get_last_lr()[0],
+            **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
+            **{f"val_{ds}_{m}": v[m] for ds, v in val.items() for m in ("accuracy", "macro_f1")},
+            **{f"val_{ds}_ccc": v["va"]["mean_ccc"] for ds, v in val.items()},
+            "val_selection": sel,
+        }
         history.append(row)
         improved = best is None or sel > best["val_selection"]
         if improved:
-            best = {"epoch": epoch, "val_selection": sel,
-                    "val": {ds: {"accuracy": v["accuracy"], "macro_f1": v["macro_f1"], "roc_auc": v["roc_auc"],
-                                 "n": v["n"], "va_mean_ccc": v["va"]["mean_ccc"]} for ds, v in val.items()}}
-            save_model(eval_model, kind, out / "best", {
-                "trained": True, "preset": opts.preset, "datasets": list(datasets), "epoch": epoch,
-                "selected_on": "val (mean macro-F1 over trained datasets)", "val": best["val"],
-                "label_fraction": opts.label_fraction, "semi_supervised": opts.semi_supervised, "seed": opts.seed})
-        torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
-                    "teacher": teacher.state_dict() if teacher is not None else None, "history": history,
-                    "best": best, "epoch": epoch}, state_path)
+            best = {
+                "epoch": epoch,
+                "val_selection": sel,
+                "val": {
+                    ds: {
+                        "accuracy": v["accuracy"],
+                        "macro_f1": v["macro_f1"],
+                        "roc_auc": v["roc_auc"],
+                        "n": v["n"],
+                        "va_mean_ccc": v["va"]["mean_ccc"],
+                    }
+                    for ds, v in val.items()
+                },
+            }
+            save_model(
+                eval_model,
+                kind,
+                out / "best",
+                {
+                    "trained": True,
+                    "preset": opts.preset,
+                    "datasets": list(datasets),
+                    "epoch": epoch,
+                    "selected_on": "val (mean macro-F1 over trained datasets)",
+                    "val": best["val"],
+                    "label_fraction": opts.label_fraction,
+                    "semi_supervised": opts.semi_supervised,
+                    "seed": opts.seed,
+                },
+            )
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optim": optim.state_dict(),
+                "sched": sched.state_dict(),
+                "teacher": teacher.state_dict() if teacher is not None else None,
+                "history": history,
+                "best": best,
+                "epoch": epoch,
+            },
+            state_path,
+        )
         with open(out / "log.csv", "w", newline="") as f:
             keys = list(dict.fromkeys(k for r in history for k in r))
             w = csv.DictWriter(f, keys)
             w.writeheader()
             w.writerows(history)
         (out / "history.json").write_text(json.dumps({"history": history, "best": best}, indent=1) + "\n")
-        log(f"epoch {epoch:2d} loss {row['train_loss']:.3f} " + " ".join(
-            f"{ds}: acc {v['accuracy']:.3f} F1 {v['macro_f1']:.3f} CCC {v['va']['mean_ccc']:.3f}" for ds, v in val.items())
-            + f" ({train_s:.0f}s){' *' if improved else ''}")
+        log(
+            f"epoch {epoch:2d} loss {row['train_loss']:.3f} "
+            + " ".join(
+                f"{ds}: acc {v['accuracy']:.3f} F1 {v['macro_f1']:.3f} CCC {v['va']['mean_ccc']:.3f}"
+                for ds, v in val.items()
+            )
+            + f" ({train_s:.0f}s){' *' if improved else ''}"
+        )
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
     return best
