@@ -3,7 +3,25 @@
 import warnings
 
 from .export.cli import (
-    cmd_engine,  # noqa: F401
-    )
+    STAGES,
+    add_compare_args,
+    add_engine_args,
+    add_onnx_args,
+    cmd_compare,
+    cmd_engine,
+    cmd_onnx,
+    register,
+)
+
+__all__ = [
+    "STAGES",
+    "add_compare_args",
+    "add_engine_args",
+    "add_onnx_args",
+    "cmd_compare",
+    "cmd_engine",
+    "cmd_onnx",
+    "register",
+]
 
 warnings.warn("mersdk.export_cli is deprecated; import mersdk.export.cli", DeprecationWarning, stacklevel=2)

@@ -112,7 +112,7 @@ def test_bad_batch_size_and_smooth(recognizer):
 
 
 def test_huge_finite_samples_are_refused_not_nan(recognizer):
-    with pytest.raises(mersdk.InvalidAudioError, match="not finite"):
+    with pytest.raises(mersdk.InvalidAudioError, match="not finite|beyond the limit"):
         recognizer.predict(np.full(48000, 3e38, np.float32), sample_rate=16000)
 
 

@@ -521,8 +521,14 @@ def _fake_stages(monkeypatch, fail_at: str | None = None, die=None):
             raise RuntimeError("the exporter died")
         return {"file": path.name, "sha256": sha256_file(path), "check_max_abs_diff": 0.0}, Tok
 
+    def weightless(full, path, cfg):
+        path.write_bytes(b"weightless")
+        entry = {"file": onnx_export.TEXT_WEIGHTLESS_ONNX, "sha256": sha256_file(path)}
+        return dict(entry, weights={"file": "model.safetensors", "sha256": "0" * 64, "tensors": {}})
+
     monkeypatch.setattr(onnx_export, "export_model", model)
     monkeypatch.setattr(onnx_export, "export_text_encoder", text)
+    monkeypatch.setattr(onnx_export, "weightless_text_encoder", weightless)
     return onnx_export
 
 

@@ -155,7 +155,9 @@ def test_predict_without_torch_in_a_fresh_venv(tmp_path):
     assert "mersdk/models/default/model.onnx" in names and "mersdk/models/default/onnx_export.json" in names
     assert "mersdk/models/default/text_encoder.weightless.onnx" in names
     assert not any(n.endswith(("text_encoder.onnx", "tokenizer.json")) for n in names)
-    assert whl.stat().st_size < 10_000_000
+    # the musicnn model: 5.4 MB of weights, 5.9 MB ONNX graph, the 3.2 MB pretrained backbone (with its
+    # licence, for training new heads); the 91 MB text encoder is never inside (measured: 13.7 MB)
+    assert whl.stat().st_size < 16_000_000
 
     venv = tmp_path / "venv"
     # no pip inside (ensurepip alone takes a minute on a busy 2-core machine): this pip installs there
