@@ -586,7 +586,8 @@ def test_re_export_writes_manifest_last_and_cleans_dead_temps(exported_ckpt, tmp
     real_replace = os.replace
     monkeypatch.setattr(os, "replace", lambda s, d: (order.append(Path(d).name), real_replace(s, d))[1])
     onnx_export.export_onnx(path, log=lambda *_: None)
-    assert order[-1] == MANIFEST and set(order[:-1]) == {"model.onnx", "text_encoder.onnx", "tokenizer.json"}
+    assert order[-1] == MANIFEST
+    assert set(order[:-1]) == {"model.onnx", "text_encoder.onnx", "text_encoder.weightless.onnx", "tokenizer.json"}
     assert not dead.exists() and alive.exists()
     exp, why = find_export(read_checkpoint(path))
     assert why is None and exp.model_path.read_bytes() == b"new model"
