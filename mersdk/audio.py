@@ -165,7 +165,8 @@ def _check_rate(sr) -> int:
         raise InvalidAudioError(f"sample_rate must be an integer number of Hz, got {type(sr).__name__} {sr!r}")
     if not math.isfinite(sr):
         raise InvalidAudioError(f"sample_rate must be a finite number of Hz, got {sr!r}")
-    sr_int = int(sr)
+    # typeshed's numbers.Real has no __int__, though every Real here (int, float, NumPy scalars) has one
+    sr_int = int(sr)  # type: ignore[call-overload]
     if sr_int != sr or not MIN_SAMPLE_RATE <= sr_int <= MAX_SAMPLE_RATE:
         raise InvalidAudioError(
             f"sample_rate {sr!r} is outside the supported range {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"

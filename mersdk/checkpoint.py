@@ -297,7 +297,7 @@ def _check_meta(meta: Any, cfg_path: Path) -> int:
     return fv
 
 
-def read_checkpoint(path: os.PathLike | None = None) -> Checkpoint:
+def read_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     """Read and verify a checkpoint folder: config schema, hashes and the weights file's header (the
     weights themselves are loaded by the backend, ``load_model``). Raises ``CheckpointError``."""
     p = Path(path) if path is not None else DEFAULT_MODEL_DIR

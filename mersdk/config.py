@@ -343,9 +343,9 @@ def _check_object(name: str, d: Any, cls: type, complete: bool, prefix: str) -> 
         if b is not None:
             _check_value(full, value, b)
             continue
-        default = known[key].default
-        if default is dataclasses.MISSING and known[key].default_factory is not dataclasses.MISSING:
-            default = known[key].default_factory()
+        default, factory = known[key].default, known[key].default_factory
+        if default is dataclasses.MISSING and factory is not dataclasses.MISSING:
+            default = factory()
         if dataclasses.is_dataclass(default):  # a nested section without explicit bounds: by its fields
             _check_object(full, value, type(default), complete, full + ".")
         elif isinstance(default, (bool, int, float, str)) and full not in ("cnn_stages", "tasks"):

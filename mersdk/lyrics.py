@@ -63,6 +63,12 @@ def decode_bytes(b: bytes) -> str:
         return b.decode("cp1252", errors="replace")
 
 
+def time_key(line: LyricLine) -> float:
+    """Sort key of a timed line (untimed lines are kept apart, never sorted by time)."""
+    assert line.time_s is not None, "only timed lines are sorted by time"
+    return line.time_s
+
+
 def parse_lrc(text: str) -> tuple[LyricLine, ...]:
     timed: list[LyricLine] = []
     untimed: list[LyricLine] = []
@@ -78,7 +84,7 @@ def parse_lrc(text: str) -> tuple[LyricLine, ...]:
             continue
         for mm, ss in stamps:  # one line may carry several timestamps (a repeated chorus)
             timed.append(LyricLine(int(mm) * 60 + float(ss.replace(":", ".")), body))
-    timed.sort(key=lambda line: line.time_s)
+    timed.sort(key=time_key)
     return tuple(timed) + tuple(untimed)
 
 

@@ -239,6 +239,7 @@ def load_pretrained_audio(model: EmotionModel) -> bool:
         return False
     from safetensors.torch import load_file
 
+    assert isinstance(model.audio, MusicnnEncoder)  # what cfg.audio_encoder == "musicnn_msd" builds
     model.audio.backbone.load_state_dict(load_file(str(PRETRAINED_DIR / "MSD_musicnn.safetensors")), strict=True)
     return True
 
@@ -305,7 +306,7 @@ class MusicnnEncoder(nn.Module):
         return feats.reshape(mel.shape[0], n, -1), token_lengths
 
 
-AUDIO_ENCODERS = {"cnn": AudioCNN, "musicnn_msd": MusicnnEncoder}
+AUDIO_ENCODERS: dict[str, type[AudioCNN] | type[MusicnnEncoder]] = {"cnn": AudioCNN, "musicnn_msd": MusicnnEncoder}
 
 
 def sinusoidal_positions(T: int, d: int, device, dtype):

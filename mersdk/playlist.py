@@ -228,6 +228,7 @@ def make_playlist(
         return by_mood(tracks, mood, n)
     if near_point is not None:
         return near(tracks, parse_point(near_point), n)
+    assert path_from is not None and path_to is not None  # the check above: --path-from comes with --to
     return path_between(tracks, mood_point(tracks, path_from), mood_point(tracks, path_to), n)
 
 

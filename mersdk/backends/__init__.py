@@ -35,7 +35,7 @@ def registered() -> dict[str, BackendSpec]:
 def availability(device: str = "auto", checkpoint=None) -> dict[str, str | None]:
     """name -> None if usable on ``device`` (or any device for 'auto') with ``checkpoint`` (when
     given), else the reason."""
-    out = {}
+    out: dict[str, str | None] = {}
     for name in PREFERENCE:
         spec = registered().get(name)
         if spec is None:
@@ -82,7 +82,7 @@ def choose(backend: str = "auto", device: str = "auto", checkpoint=None) -> Back
                 return BackendChoice(backend, d, "requested explicitly")
             reasons.append(r)
         raise BackendUnavailableError(f"backend {backend!r} cannot run here: {'; '.join(reasons)}")
-    skipped = []
+    skipped: list[str] = []
     for name in PREFERENCE:
         spec = specs.get(name)
         if spec is None:

@@ -23,6 +23,7 @@ import functools
 import importlib.util
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -174,7 +175,7 @@ class OnnxTextEncoder(LyricEncoder):
             run = self._run
         return run(ids, att)
 
-    def encode(self, texts: list[str | None]) -> list[np.ndarray | None]:
+    def encode(self, texts: Sequence[str | None]) -> list[np.ndarray | None]:
         return self.encode_arrays(texts)
 
 
@@ -219,7 +220,7 @@ class OnnxBackend:
     def close(self) -> None:
         self.session = None  # ONNX Runtime frees a session with its last reference
 
-    def encode_lyrics(self, texts: list[str | None]) -> list[np.ndarray | None]:
+    def encode_lyrics(self, texts: Sequence[str | None]) -> list[np.ndarray | None]:
         return self.text_encoder.encode(texts)
 
     def forward(self, mel: np.ndarray, mel_lengths: np.ndarray, lyr_emb: np.ndarray, lyr_mask: np.ndarray):

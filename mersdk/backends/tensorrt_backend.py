@@ -17,6 +17,7 @@ import ctypes
 import importlib.util
 import logging
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -187,7 +188,7 @@ class TensorRTBackend:
     def kernels(self) -> dict[str, str]:
         return graph_kernels(self.name)
 
-    def encode_lyrics(self, texts: list[str | None]) -> list[np.ndarray | None]:
+    def encode_lyrics(self, texts: Sequence[str | None]) -> list[np.ndarray | None]:
         return self.text_encoder.encode(texts)
 
     def forward(self, mel, mel_lengths, lyr_emb, lyr_mask):

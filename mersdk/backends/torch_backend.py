@@ -60,6 +60,7 @@ class TorchBackend:
     around each call and the caller's value restored after it."""
 
     name = "torch"
+    _text_encoder: Any  # a TextEncoder, or None until first use (from_module) and after close()
 
     def __init__(self, checkpoint, device: str = "cpu", num_threads: int | None = None, *, dtype: str = "float32"):
         from ..checkpoint import load_model
@@ -93,7 +94,7 @@ class TorchBackend:
         self.config = config
         self.dtype = getattr(torch, dtype)
         self.model = model.to(device=device, dtype=self.dtype).eval() if move else model
-        self._text_encoder: Any = None
+        self._text_encoder = None
         self._text_lock = threading.Lock()
         if device != "cpu":
             self.name = "cuda"

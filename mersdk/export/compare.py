@@ -96,7 +96,7 @@ def default_clips(data: Path | None = SHARED_DATA, n_shared: int = 6) -> list[Cl
     return clips
 
 
-def predict_all(rec, clips: list[Clip]) -> dict[str, np.ndarray]:
+def predict_all(rec, clips: list[Clip]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """clip name -> (probabilities of every task concatenated, valence/arousal)."""
     out = {}
     for c in clips:
@@ -130,9 +130,11 @@ def runtimes(checkpoint, cache_dir=None):
 
     ck = read_checkpoint(checkpoint)
     avail = backends.availability(checkpoint=ck)
-    run, skipped = [], []
+    run: list[tuple[str, str, dict]] = []
+    skipped: list[tuple[str, str | None]] = []
     if avail.get("onnx") is None:
         exp, _ = find_export(ck)
+        assert exp is not None  # the onnx backend's probe found this export
         label = "onnx-int8-text" if exp.manifest["text_encoder"].get("precision") == "int8" else "onnx"
         run.append((label, "onnx", {}))
     else:

@@ -85,7 +85,7 @@ def profile_for(
         b = (1, opt_batch, max_batch)
         t = (1, opt_tokens, max_tokens)
         f = (f_min, f_opt, f_max)
-        shapes = {
+        shapes: dict[str, list[tuple[int, ...]]] = {
             "mel": [(b[i], fe.n_mels, f[i]) for i in range(3)],
             "mel_lengths": [(b[i],) for i in range(3)],
             "lyr_emb": [(b[i], t[i], te.hidden_size) for i in range(3)],

@@ -17,6 +17,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,6 +128,7 @@ def _export(module, args, dynamic_shapes, input_names, output_names, path: Path,
             optimize=True,
             verbose=False,
         )
+        assert prog is not None  # dynamo=True always returns the program
         prog.save(str(path), external_data=False)
     import onnx
 
@@ -189,7 +191,7 @@ def load_text_lm(cfg):
     return te.model.eval(), te.tokenizer
 
 
-def export_text_encoder(checkpoint, path: Path, opset: int = OPSET, verbose: bool = False) -> dict:
+def export_text_encoder(checkpoint, path: Path, opset: int = OPSET, verbose: bool = False) -> tuple[dict, Any]:
     cfg = checkpoint.config
     lm, hf_tok = load_text_lm(cfg)
     wrapper = ExportedTextEncoder(lm).eval()

@@ -60,7 +60,7 @@ class RequestError(MersdkError):
         self.status = status
 
 
-def resolve_under_root(root: str | None, path: str) -> str:
+def resolve_under_root(root: str | None, path: object) -> str:
     """The real path of ``path`` (relative to ``root``, or absolute) when it is a regular file inside
     ``root`` after every symlink is resolved; else ``RequestError`` 403 (outside, or no root) or 404."""
     if not root:
@@ -194,9 +194,8 @@ async def _inputs(request, service: Service) -> tuple[Any, bytes | None]:
 
         form = await Request(request.scope, receive=replay).form(max_files=2, max_fields=4)
         try:
-            audio, lyrics = form.get("audio"), form.get("lyrics")
-            if isinstance(lyrics, UploadFile):
-                lyrics = await lyrics.read()
+            audio, lyrics_field = form.get("audio"), form.get("lyrics")
+            lyrics = await lyrics_field.read() if isinstance(lyrics_field, UploadFile) else lyrics_field
             if isinstance(audio, UploadFile):
                 return await audio.read(), _lyrics_bytes(lyrics)
             if form.get("path") is not None:

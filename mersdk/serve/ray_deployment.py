@@ -55,7 +55,8 @@ def build(
         # Ray may hand a replica this many requests at once; past it Ray queues; the app's 429 stays the limit
         max_ongoing_requests=config.max_queue + config.max_batch,
     )
-    return deployment.bind()
+    # serve.deployment(cls, ...) returns a Deployment; its annotation only describes the decorator form
+    return deployment.bind()  # type: ignore[attr-defined]
 
 
 _INTS = {"max_batch", "max_queue", "max_body_bytes", "num_threads", "num_replicas"}
@@ -65,7 +66,8 @@ _FLOATS = {"max_wait_ms", "max_duration_s", "request_timeout_s", "num_gpus", "nu
 def parse_builder_args(args: dict[str, Any]) -> tuple[ServeConfig, dict[str, Any]]:
     """``serve run`` passes ``key=value`` strings: (ServeConfig, build options) with the right types."""
     names = {f.name for f in dataclasses.fields(ServeConfig)}
-    cfg, opts = {}, {}
+    cfg: dict[str, Any] = {}
+    opts: dict[str, Any] = {}
     for key, value in args.items():
         if key not in names and key not in ("num_replicas", "num_gpus", "num_cpus"):
             known = ", ".join(["num_replicas", "num_gpus", "num_cpus", *sorted(names)])

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import LyricsError
-from ..lyrics import MAX_LYRICS_CHARS, LyricLine, Lyrics, load_lyrics
+from ..lyrics import MAX_LYRICS_CHARS, LyricLine, Lyrics, load_lyrics, time_key
 
 _VORBIS_KEYS = ("LYRICS", "UNSYNCEDLYRICS")
 _MP4_KEY = "\xa9lyr"
@@ -30,7 +30,8 @@ class FoundLyrics:
 
 
 def _sylt_to_lyrics(frame) -> Lyrics | None:
-    timed, untimed = [], []
+    timed: list[LyricLine] = []
+    untimed: list[LyricLine] = []
     total = 0
     for text, t in frame.text:
         text = (text or "").replace("\x00", "").strip()
@@ -43,7 +44,7 @@ def _sylt_to_lyrics(frame) -> Lyrics | None:
             timed.append(LyricLine(t / 1000.0, text))
         else:  # MPEG-frame timestamps need the frame rate: keep the words, drop the times
             untimed.append(LyricLine(None, text))
-    timed.sort(key=lambda line: line.time_s)
+    timed.sort(key=time_key)
     lines = tuple(timed) + tuple(untimed)
     if not lines:
         return None
@@ -66,7 +67,8 @@ def embedded_lyrics(
     tags = getattr(f, "tags", None) if f is not None else None
     if not tags:
         return [], []
-    timed, untimed = [], []
+    timed: list[tuple[str, Lyrics | None]] = []
+    untimed: list[tuple[str, Lyrics | None]] = []
 
     def add(bucket, source, make):
         try:

@@ -179,16 +179,15 @@ def tag_with_ray(
         with open_store(os.fspath(out), fmt) as store:
             # dry runs print from the driver, so actors only get rows to re-tag when they write
             done = store.done_map(model_hash, with_untagged_rows=write_tags and not dry_run)
-            items = [
-                {"path": f.path, "kind": f.kind}
-                for f in walk_audio(
-                    paths, on_problem=lambda p, m: summary.problems.append((p, m)) or echo(f"mersdk tag: {p}: {m}")
-                )
-            ]
+
+            def on_problem(p: str, m: str) -> None:
+                summary.problems.append((p, m))
+                echo(f"mersdk tag: {p}: {m}")
+
+            items = [{"path": f.path, "kind": f.kind} for f in walk_audio(paths, on_problem=on_problem)]
             summary.found = len(items)
             if items:
-                ds = ray.data.from_items(items)
-                ds = ds.map_batches(
+                ds = ray.data.from_items(items).map_batches(
                     _TagActor,
                     fn_constructor_kwargs={
                         "model": os.fspath(model) if model is not None else None,

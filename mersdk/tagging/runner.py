@@ -158,7 +158,7 @@ def prepare_track(
         and previous.mtime_ns is not None
         and (previous.size_bytes, previous.mtime_ns) == (st.st_size, st.st_mtime_ns)
     )
-    sha = previous.sha256 if unchanged else None
+    sha = previous.sha256 if previous is not None and unchanged else None
     if not unchanged:
         try:
             sha = sha256_of(path, st.st_size)
@@ -166,9 +166,11 @@ def prepare_track(
             return error_row(path, model_hash, f"cannot read file ({e.strerror or e})")
         unchanged = previous is not None and previous.sha256 == sha
     if unchanged:
+        assert previous is not None  # unchanged is only ever True with a previous row
         if retag and previous.tagged_at is None and previous.row is not None:
             return Retag({**previous.row, "sha256": sha, "size_bytes": st.st_size, "mtime_ns": recorded_mtime(st)})
         return None
+    assert sha is not None  # hashed above: only an unchanged file (returned above) keeps the recorded one
     size = st.st_size
     if found.kind == "needs-decoders":
         return error_row(
@@ -306,7 +308,7 @@ def check_extras(write_tags: bool, echo: Callable[[str], None]) -> None:
         )
 
 
-def _count_in_background(paths: list[str], bar) -> threading.Thread:
+def _count_in_background(paths: list[str | os.PathLike], bar) -> threading.Thread:
     """Count the files in a second streaming walk so the progress bar can show an ETA early."""
 
     def count():

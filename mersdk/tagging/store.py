@@ -142,7 +142,7 @@ class ResultStore:
                 done[r["path"]] = _done_entry(r, with_untagged_rows)
         return done
 
-    def done_keys(self, model_hash: str) -> set[tuple[str, str]]:
+    def done_keys(self, model_hash: str) -> set[tuple[str, str | None]]:
         """The (path, sha256) pairs done without error by ``model_hash`` (see ``done_map``)."""
         return {(p, d.sha256) for p, d in self.done_map(model_hash).items()}
 
@@ -201,6 +201,7 @@ class SqliteStore(ResultStore):
 
     def done_map(self, model_hash: str, with_untagged_rows: bool = False) -> dict[str, Done]:
         cols = COLUMNS if with_untagged_rows else ("path", "sha256", "size_bytes", "mtime_ns", "tagged_at")
+        assert self.db is not None, "the store is closed"
         try:
             cur = self.db.execute(
                 f"SELECT {', '.join(cols)} FROM tracks WHERE model_hash = ? AND error IS NULL", (model_hash,)
@@ -217,6 +218,7 @@ class SqliteStore(ResultStore):
         return row
 
     def rows(self) -> Iterator[dict[str, Any]]:
+        assert self.db is not None, "the store is closed"
         try:
             for values in self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM tracks"):
                 yield self._row(COLUMNS, values)
@@ -225,6 +227,7 @@ class SqliteStore(ResultStore):
 
     def write(self, row: dict[str, Any]) -> None:
         values = [row.get(c) for c in COLUMNS]
+        assert self.db is not None, "the store is closed"
         try:
             self.db.execute(
                 f"INSERT OR REPLACE INTO tracks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", values
@@ -289,6 +292,7 @@ class _LineStore(ResultStore):
         raise NotImplementedError
 
     def _append(self, text: str) -> None:
+        assert self.f is not None, "the store is closed"
         data = memoryview(text.encode("utf-8"))
         end = os.fstat(self.f.fileno()).st_size
         try:
@@ -416,7 +420,7 @@ class ParquetStore(ResultStore):
 
         self.path, self.row_group_size = path, row_group_size
         self.pending: list[dict[str, Any]] = []
-        self.writer = None
+        self.writer: Any = None  # a pyarrow.parquet.ParquetWriter from the first row group on
         self._tmp = path  # until the first row group: then a temporary file beside it, renamed on close
         self.previous: list[dict[str, Any]] = []
         if os.path.exists(path):  # keep an earlier run's rows: read them and rewrite them first

@@ -106,7 +106,7 @@ def walk_audio(
                 report(root, "not a known audio extension; skipped")
             continue
         seen_dirs.add((st.st_dev, st.st_ino))
-        stack: list[tuple[str, Iterator[os.DirEntry]]] = []
+        stack: list[tuple[str, os._ScandirIterator[str]]] = []  # typeshed's name for what scandir returns
         try:
             stack.append((root, os.scandir(root)))
         except OSError as e:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -114,7 +115,12 @@ def save_model(model: nn.Module, kind: str, path, metadata: dict) -> None:
     p.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(p / "model.safetensors"))
     (p / BASELINE_FILE).write_text(
-        json.dumps({"kind": kind, "model": model.cfg.to_dict(), "metadata": metadata}, indent=2, sort_keys=True) + "\n"
+        json.dumps(
+            {"kind": kind, "model": cast(ModelConfig, model.cfg).to_dict(), "metadata": metadata},
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
     )
 
 

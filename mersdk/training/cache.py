@@ -115,12 +115,14 @@ def build_token_cache(
     import torch
 
     from ..config import MUSICNN_FRONTEND
-    from ..model import EmotionModel, load_pretrained_audio
+    from ..model import EmotionModel, MusicnnEncoder, load_pretrained_audio
 
     cfg = ModelConfig(frontend=MUSICNN_FRONTEND, audio_encoder=encoder, max_patches=max_patches)
     model = EmotionModel(cfg).eval()
     load_pretrained_audio(model)
     enc = model.audio
+    if not isinstance(enc, MusicnnEncoder):
+        raise ValueError(f"encoder {encoder!r} is not a pretrained musicnn encoder; only those have a feature cache")
     i_shard, n_shards = shard
     for ds in datasets:
         d = Path(cache_dir) / ds
@@ -145,7 +147,7 @@ def build_token_cache(
                 if j % 50 == 0:
                     log(f"{ds}: {j + 1}/{len(ids)} clips, {time.time() - t0:.0f}s")
         tmp = d / f".{dst.stem}.tmp.npz"
-        np.savez(tmp, **out)
+        np.savez(tmp, **out)  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle too
         os.replace(tmp, dst)
         log(f"{ds}: {len(ids)} clips -> {dst} ({time.time() - t0:.0f}s)")
 

@@ -10,9 +10,10 @@ def cmd_train(args) -> int:
 
     data = args.data or default_data_dir()
     if args.action == "cache":
+        from ..config import ModelConfig
         from .cache import build_cache
 
-        cfg = None
+        cfg: ModelConfig | None = None
         if args.preset:  # the front end of that preset's model (musicnn_* need musicnn's)
             from .train import TrainOptions
 
@@ -22,7 +23,7 @@ def cmd_train(args) -> int:
             args.out or "cache",
             datasets=args.datasets or DATASETS,
             workers=args.workers,
-            **({"cfg": cfg} if cfg else {}),
+            cfg=cfg or ModelConfig(),
         )
         return 0
     if args.action == "cache-tokens":

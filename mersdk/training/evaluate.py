@@ -56,7 +56,7 @@ def encode_texts(texts, text_cfg):
     if not any(texts):
         return [None] * len(texts)
     enc = TextEncoder(text_cfg)
-    out = []
+    out: list[np.ndarray | None] = []
     for t in texts:  # one at a time: the padded batch would only cost memory
         if not t:
             out.append(None)

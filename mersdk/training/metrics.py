@@ -6,6 +6,7 @@ VA metrics compare predictions with *derived* VA targets (see ``data``), not lis
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -49,7 +50,7 @@ def icc_3_1(ratings) -> float:
 def va_metrics(pred_va, target_va) -> dict:
     """CCC, Pearson r and ICC(3,1) per dimension (valence, arousal) and their means."""
     pred_va, target_va = np.asarray(pred_va), np.asarray(target_va)
-    out = {}
+    out: dict[str, Any] = {}
     for j, dim in enumerate(("valence", "arousal")):
         p, t = pred_va[:, j], target_va[:, j]
         out[dim] = {"ccc": ccc(p, t), "pearson": pearson(p, t), "icc_3_1": icc_3_1(np.stack([p, t], 1))}

@@ -35,6 +35,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 
 from ..config import MUSICNN_FRONTEND, ModelConfig
 from ..features import log_mel
-from ..model import load_pretrained_audio, musicnn_layer
+from ..model import EmotionModel, MusicnnEncoder, load_pretrained_audio, musicnn_layer
 from .baselines import build_model, save_model
 from .cache import FeatureCache
 from .data import DATASETS, load_clips
@@ -60,7 +61,7 @@ SMALL_MODEL = {
 }
 
 # name -> (kind, ModelConfig overrides on top of SMALL_MODEL)
-MODEL_PRESETS = {
+MODEL_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "gate": ("emotion", {"fusion": "gate"}),  # ours: cross-modal attention with dynamic fusion gate
     "sum": ("emotion", {"fusion": "sum"}),  # ours without the gate (plain residual sum)
     "transformer": ("emotion", {"fusion": "none"}),  # audio-only Transformer
@@ -211,7 +212,7 @@ class BatchMaker:
 
     def make(self, idx, rng, two_views=False):
         T = int(rng.uniform(*self.opts.crop_s) * self.fps)
-        views = [[], []] if two_views else [[]]
+        views: list[list[tuple[Any, Any]]] = [[], []] if two_views else [[]]
         for i in idx:
             x, start, lyr = self.augment(i, T, rng)
             views[0].append((x, lyr))
@@ -309,6 +310,14 @@ def predict_cached(model, clips_by_ds, cache: FeatureCache, cfg: ModelConfig, ly
     return res
 
 
+def _forward(model: torch.nn.Module, batch, token_mode: bool) -> dict:
+    """One batch through ``model``: from cached audio tokens (``forward_features``) in token mode."""
+    if token_mode:
+        assert isinstance(model, EmotionModel)  # the only model that runs from cached tokens
+        return model.forward_features(*batch)
+    return model(*batch)
+
+
 def train(
     opts: TrainOptions,
     data_dir,
@@ -317,9 +326,10 @@ def train(
     resume=True,
     log=logging.getLogger("mersdk.training").info,
     stop_after_epoch: int | None = None,
-) -> dict:
-    """Train (or resume) a run; returns the best-on-val record. ``stop_after_epoch`` ends this call
-    early after that epoch, as a kill would (used to test that resuming gives the same run)."""
+) -> dict | None:
+    """Train (or resume) a run; returns the best-on-val record (None when no epoch ran: ``epochs=0``).
+    ``stop_after_epoch`` ends this call early after that epoch, as a kill would (used to test that
+    resuming gives the same run)."""
     torch.set_num_threads(opts.threads)
     torch.use_deterministic_algorithms(True)
     out = Path(out_dir)
@@ -350,7 +360,8 @@ def train(
 
     torch.manual_seed(opts.seed)
     model = build_model(kind, cfg)
-    if kind == "emotion" and load_pretrained_audio(model):  # frozen: trained from its token cache
+    if isinstance(model, EmotionModel) and load_pretrained_audio(model):  # frozen: trained from its token cache
+        assert isinstance(model.audio, MusicnnEncoder)  # the only encoder with pretrained weights
         for p in model.audio.backbone.parameters():
             p.requires_grad_(False)
     teacher = copy.deepcopy(model) if mean_teacher else None
@@ -398,13 +409,13 @@ def train(
         for b in range(steps_per_epoch):
             idx = order[b * opts.batch_size : (b + 1) * opts.batch_size]
             views, targets = maker.make(idx, rng, two_views=mean_teacher)
-            run = model.forward_features if maker.token_mode else model
-            out_s = run(*views[0])
+            out_s = _forward(model, views[0], maker.token_mode)
             loss, parts = supervised_loss(out_s, targets, opts)
             if mean_teacher:
+                assert teacher is not None  # made above for mean_teacher
                 teacher.train()  # dropout on in the teacher too, as in the paper; no gradient
                 with torch.no_grad():
-                    out_t = (teacher.forward_features if maker.token_mode else teacher)(*views[1])
+                    out_t = _forward(teacher, views[1], maker.token_mode)
                 ramp = math.exp(-5.0 * (1.0 - min(1.0, step / (0.3 * total))) ** 2)
                 lc = consistency_loss(out_s, out_t, targets, maker.task_names)
                 loss = loss + opts.consistency_weight * ramp * lc
