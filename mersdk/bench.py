@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,24 @@ def _audio(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def _lyrics(words: int = LYRICS_WORDS) -> str:
-    vocab = "love night fire heart rain dance alone tonight burning cold summer river light dream road home".split()
+    vocab = [
+        "love",
+        "night",
+        "fire",
+        "heart",
+        "rain",
+        "dance",
+        "alone",
+        "tonight",
+        "burning",
+        "cold",
+        "summer",
+        "river",
+        "light",
+        "dream",
+        "road",
+        "home",
+    ]
     rng = np.random.default_rng(1)
     w = [vocab[i] for i in rng.integers(0, len(vocab), words)]
     return "\n".join(" ".join(w[i : i + 8]) for i in range(0, words, 8))
@@ -56,9 +74,14 @@ def _lyrics(words: int = LYRICS_WORDS) -> str:
 def _pcts(xs: list[float]) -> dict[str, float]:
     a = np.array(xs) * 1000.0
     # min beside the percentiles: on a shared machine it is the best estimate of the uncontended cost
-    return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
-            "p99_ms": float(np.percentile(a, 99)), "min_ms": float(a.min()), "mean_ms": float(a.mean()),
-            "n": len(xs)}
+    return {
+        "p50_ms": float(np.percentile(a, 50)),
+        "p95_ms": float(np.percentile(a, 95)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "min_ms": float(a.min()),
+        "mean_ms": float(a.mean()),
+        "n": len(xs),
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -75,13 +98,20 @@ def _make(backend: str, checkpoint, threads):
         t1 = time.perf_counter()
         model = vibenet.load_model()
         t2 = time.perf_counter()
-        return (lambda x, lyr: model.predict(x, sr=SR), lambda xs: model.predict(list(xs), sr=SR), None), t1 - t0, t2 - t1
+        return (
+            (lambda x, lyr: model.predict(x, sr=SR), lambda xs: model.predict(list(xs), sr=SR), None),
+            t1 - t0,
+            t2 - t1,
+        )
     import mersdk  # noqa: F401
     from mersdk import Recognizer
 
     # the backend's own runtime is part of its import cost, not of the model load
-    for mod in {"onnx": ("onnxruntime", "tokenizers"), "torch": ("torch", "transformers"),
-                "tensorrt": ("tensorrt", "tokenizers")}[backend]:
+    for mod in {
+        "onnx": ("onnxruntime", "tokenizers"),
+        "torch": ("torch", "transformers"),
+        "tensorrt": ("tensorrt", "tokenizers"),
+    }[backend]:
         __import__(mod)
     t1 = time.perf_counter()
     rec = Recognizer(checkpoint, backend=backend, num_threads=threads)
@@ -127,8 +157,13 @@ def worker(backend: str, checkpoint, mode: str, repeats: int, threads, max_batch
     t = time.perf_counter()
     predict(clip, lyr)
     first = time.perf_counter() - t
-    res = {"backend": backend, "import_s": t_import, "load_s": t_load, "first_predict_s": first,
-           "total_s": t_import + t_load + first}
+    res = {
+        "backend": backend,
+        "import_s": t_import,
+        "load_s": t_load,
+        "first_predict_s": first,
+        "total_s": t_import + t_load + first,
+    }
     if mode == "cold":
         res["peak_rss_mb"] = _peak_rss_mb()
         return res
@@ -143,7 +178,7 @@ def worker(backend: str, checkpoint, mode: str, repeats: int, threads, max_batch
     sweep = {}
     for b in (b for b in BATCHES if b <= max_batch):
         xs = [clip] * b
-        ts = _time(lambda: predict_batch(xs), 1, 5 if b <= 8 else 2, 20)
+        ts = _time(lambda xs=xs: predict_batch(xs), 1, 5 if b <= 8 else 2, 20)
         med = statistics.median(ts)
         sweep[b] = {"ms_per_call": med * 1000, "clips_per_s": b / med, "rtf": med / (30.0 * b)}
     res["batch_sweep"] = sweep
@@ -161,8 +196,11 @@ def real_songs(data: Path, n: int, warmup: int = 2) -> tuple[list[dict], list[di
     """(warm-up songs, measured songs): mirex_mm clips with lyrics, spread evenly over the ids, each
     song once (no cache can help). Each is {"id", "audio", "lyrics"}."""
     folder = Path(data) / "mirex_mm"
-    songs = [{"id": p.stem, "audio": str(folder / "audio" / f"{p.stem}.opus"), "lyrics": str(p)}
-             for p in sorted((folder / "lyrics").glob("*.txt")) if (folder / "audio" / f"{p.stem}.opus").is_file()]
+    songs = [
+        {"id": p.stem, "audio": str(folder / "audio" / f"{p.stem}.opus"), "lyrics": str(p)}
+        for p in sorted((folder / "lyrics").glob("*.txt"))
+        if (folder / "audio" / f"{p.stem}.opus").is_file()
+    ]
     if len(songs) < n + warmup:
         raise ValueError(f"{folder} has {len(songs)} clips with lyrics; {n + warmup} are needed")
     step = len(songs) / (n + warmup)
@@ -183,17 +221,20 @@ class _RealWorker:
         self.ready = self._read()
 
     def _read(self) -> dict:
+        assert self.proc.stdout is not None  # Popen(stdout=PIPE)
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"{self.engine}: the worker exited ({self.proc.wait()})")
         return json.loads(line)
 
     def song(self, s: dict) -> dict:
+        assert self.proc.stdin is not None  # Popen(stdin=PIPE)
         self.proc.stdin.write(json.dumps(s) + "\n")
         self.proc.stdin.flush()
         return self._read()
 
     def close(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # Popen(stdin=PIPE, stdout=PIPE)
         self.proc.stdin.close()  # the worker's loop ends at end of input
         try:
             self.proc.wait(timeout=30)
@@ -213,14 +254,17 @@ def _serve(engine: str, checkpoint, threads) -> int:
 
         def time_song(s):
             pcm, sr = _pcm(s)
-            return {"total": _timed(lambda: model.predict(s["audio"])), "pcm": _timed(lambda: model.predict(pcm, sr=sr))}
+            return {
+                "total": _timed(lambda: model.predict(s["audio"])),
+                "pcm": _timed(lambda: model.predict(pcm, sr=sr)),
+            }
 
         info = {"backend": "vibenet"}
     else:
         from . import Recognizer
 
         rec = Recognizer(checkpoint, backend=engine, num_threads=threads)
-        time_song = lambda s: _time_mersdk(rec, s)  # noqa: E731
+        time_song = lambda s: _time_mersdk(rec, s)
         info = {"backend": rec.backend, "threads": threads}
     print(json.dumps({"load_s": time.perf_counter() - t0, **info}), flush=True)
     for line in sys.stdin:
@@ -267,7 +311,9 @@ def _time_mersdk(rec, s: dict) -> dict:
     t = time.perf_counter()
     mel, lengths = log_mel([audio.samples])
     out["log_mel"] = time.perf_counter() - t
-    text = load_lyrics(s["lyrics"]).text
+    lyrics = load_lyrics(s["lyrics"])
+    assert lyrics is not None  # the real-song benchmark takes songs that have lyrics
+    text = lyrics.text
     encoder = backend.text_encoder
     out["tokenise"] = _timed(lambda: encoder.plan(text))
     t = time.perf_counter()
@@ -283,7 +329,8 @@ class BackgroundLoad:
     """``n`` busy Python processes (one core each), started and stopped by the benchmark itself."""
 
     def __init__(self, n: int):
-        self.n, self.procs = n, []
+        self.n = n
+        self.procs: list[subprocess.Popen] = []
 
     def __enter__(self):
         self.procs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(self.n)]
@@ -297,13 +344,28 @@ class BackgroundLoad:
             p.wait()
 
 
-def run_real(data, checkpoint=None, engines=("torch", "onnx", "vibenet"), n_songs: int = 30,
-             background_load: int = 0, threads=None, log=logging.getLogger("mersdk.bench").info) -> dict:
+def run_real(
+    data,
+    checkpoint=None,
+    engines=("torch", "onnx", "vibenet"),
+    n_songs: int = 30,
+    background_load: int = 0,
+    threads=None,
+    log=logging.getLogger("mersdk.bench").info,
+) -> dict:
     """Every engine side by side on real songs: for each song, each engine in turn (the order
     rotates per song), quiet and then (``background_load`` > 0) beside that many busy processes."""
     warm, songs = real_songs(data, n_songs)
-    report = {"command": _command(), "machine": machine(), "inputs": "real",
-              "data": str(data), "songs": [s["id"] for s in songs], "threads": threads, "passes": {}, "workers": {}}
+    report = {
+        "command": _command(),
+        "machine": machine(),
+        "inputs": "real",
+        "data": str(data),
+        "songs": [s["id"] for s in songs],
+        "threads": threads,
+        "passes": {},
+        "workers": {},
+    }
     workers = []
     try:
         for e in engines:
@@ -321,11 +383,15 @@ def run_real(data, checkpoint=None, engines=("torch", "onnx", "vibenet"), n_song
                         w.song(s)
                 rows: dict[str, list[dict]] = {w.engine: [] for w in workers}
                 for i, s in enumerate(songs):
-                    for w in workers[i % len(workers):] + workers[: i % len(workers)]:
+                    for w in workers[i % len(workers) :] + workers[: i % len(workers)]:
                         rows[w.engine].append(w.song(s))
-                report["passes"][name] = {"background_load": load, "loadavg_start": start,
-                                          "loadavg_end": os.getloadavg(), "per_song": rows,
-                                          "summary": _summarise(rows)}
+                report["passes"][name] = {
+                    "background_load": load,
+                    "loadavg_start": start,
+                    "loadavg_end": os.getloadavg(),
+                    "per_song": rows,
+                    "summary": _summarise(rows),
+                }
     finally:
         for w in workers:
             w.close()
@@ -334,10 +400,10 @@ def run_real(data, checkpoint=None, engines=("torch", "onnx", "vibenet"), n_song
 
 
 def _summarise(rows: dict[str, list[dict]]) -> dict:
-    out = {}
+    out: dict[str, dict] = {}
     ref = rows.get("vibenet")
     for engine, rs in rows.items():
-        s = {"total": _pcts([r["total"] for r in rs]), "pcm": _pcts([r["pcm"] for r in rs])}
+        s: dict[str, Any] = {"total": _pcts([r["total"] for r in rs]), "pcm": _pcts([r["pcm"] for r in rs])}
         for k in STAGES:
             if k in rs[0]:
                 s[k] = _pcts([r[k] for r in rs])
@@ -353,47 +419,57 @@ def _summarise(rows: dict[str, list[dict]]) -> dict:
 
 def markdown_real(report: dict) -> str:
     m = report["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}",
-             f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
-             f"Command: `{report['command']}`",
-             f"Inputs: real mirex_mm clips as they decode (48 kHz Opus, ~30 s) with their own lyrics, "
-             f"{len(report['songs'])} different songs, one call each per engine, engines alternating per song; "
-             "each engine in its own process. mersdk: `Recognizer(backend=...).predict(path, lyrics=path)`; "
-             "vibenet: `load_model().predict(path)` (audio only). *file*: from the file path (decode included, "
-             "the same libsndfile Opus decoder for both); *PCM*: from the decoded samples at their own rate "
-             "(48 kHz), as a player that decodes itself calls it (resample included). Stages: the same song "
-             "again, stage by stage.", ""]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
+        f"Command: `{report['command']}`",
+        f"Inputs: real mirex_mm clips as they decode (48 kHz Opus, ~30 s) with their own lyrics, "
+        f"{len(report['songs'])} different songs, one call each per engine, engines alternating per song; "
+        "each engine in its own process. mersdk: `Recognizer(backend=...).predict(path, lyrics=path)`; "
+        "vibenet: `load_model().predict(path)` (audio only). *file*: from the file path (decode included, "
+        "the same libsndfile Opus decoder for both); *PCM*: from the decoded samples at their own rate "
+        "(48 kHz), as a player that decodes itself calls it (resample included). Stages: the same song "
+        "again, stage by stage.",
+        "",
+    ]
     for name, p in report["passes"].items():
-        lines += [f"**{name}** (background: {p['background_load']} busy processes; load average "
-                  f"{p['loadavg_start'][0]:.1f} at start, {p['loadavg_end'][0]:.1f} at end)", "",
-                  "| engine | file: p50 ms | p95 ms | p99 ms | p50 vs vibenet | median per-song ratio | "
-                  "PCM: p50 ms | p99 ms | p50 vs vibenet | " + " | ".join(f"{k} p50" for k in STAGES)
-                  + " | lyric tokens p50 |",
-                  "|---|---|---|---|---|---|---|---|---|" + "---|" * len(STAGES) + "---|"]
+        lines += [
+            f"**{name}** (background: {p['background_load']} busy processes; load average "
+            f"{p['loadavg_start'][0]:.1f} at start, {p['loadavg_end'][0]:.1f} at end)",
+            "",
+            "| engine | file: p50 ms | p95 ms | p99 ms | p50 vs vibenet | median per-song ratio | "
+            "PCM: p50 ms | p99 ms | p50 vs vibenet | "
+            + " | ".join(f"{k} p50" for k in STAGES)
+            + " | lyric tokens p50 |",
+            "|---|---|---|---|---|---|---|---|---|" + "---|" * len(STAGES) + "---|",
+        ]
         for engine, s in p["summary"].items():
             t = s["total"]
             ratio = f"{s['p50_vs_vibenet']:.2f}x" if "p50_vs_vibenet" in s else "-"
             paired = f"{s['median_paired_ratio']:.2f}x" if "median_paired_ratio" in s else "-"
             stages = " | ".join(f"{s[k]['p50_ms']:.1f}" if k in s else "-" for k in STAGES)
             pcm, pcm_ratio = s["pcm"], (f"{s['pcm_p50_vs_vibenet']:.2f}x" if "pcm_p50_vs_vibenet" in s else "-")
-            lines.append(f"| {engine} ({report['workers'][engine].get('backend')}) | {t['p50_ms']:.1f} | "
-                         f"{t['p95_ms']:.1f} | {t['p99_ms']:.1f} | {ratio} | {paired} | {pcm['p50_ms']:.1f} | "
-                         f"{pcm['p99_ms']:.1f} | {pcm_ratio} | {stages} | "
-                         f"{s.get('tokens_p50', '-')} |")
+            lines.append(
+                f"| {engine} ({report['workers'][engine].get('backend')}) | {t['p50_ms']:.1f} | "
+                f"{t['p95_ms']:.1f} | {t['p99_ms']:.1f} | {ratio} | {paired} | {pcm['p50_ms']:.1f} | "
+                f"{pcm['p99_ms']:.1f} | {pcm_ratio} | {stages} | "
+                f"{s.get('tokens_p50', '-')} |"
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
 # ---- driver side ---------------------------------------------------------------------------------
 def _run_worker(args: list[str], timeout: float = 900) -> dict:
-    r = subprocess.run([sys.executable, "-m", "mersdk.bench", "--worker", *args], capture_output=True, text=True,
-                       timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-m", "mersdk.bench", "--worker", *args], capture_output=True, text=True, timeout=timeout
+    )
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def available(checkpoint) -> tuple[list[str], dict[str, str]]:
+def available(checkpoint) -> tuple[list[str], dict[str, str | None]]:
     from . import backends
     from .checkpoint import read_checkpoint
 
@@ -425,19 +501,32 @@ def machine() -> dict:
             versions[mod] = version(mod)
         except Exception:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "versions": versions, "loadavg_start": os.getloadavg()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "loadavg_start": os.getloadavg(),
+    }
 
 
-def run_all(checkpoint=None, backends_=None, repeats: int = 30, cold_runs: int = 3, threads=None,
-            max_batch: int = 64, log=print) -> dict:
+def run_all(
+    checkpoint=None, backends_=None, repeats: int = 30, cold_runs: int = 3, threads=None, max_batch: int = 64, log=print
+) -> dict:
     run, skipped = available(checkpoint)
     if backends_:
         run = [b for b in run if b in backends_]
-    report = {"command": _command(), "machine": machine(),
-              "inputs": "synthetic (no real data)",
-              "checkpoint": str(checkpoint or "bundled"), "lyrics_words": LYRICS_WORDS, "threads": threads,
-              "skipped": skipped, "results": {}}
+    report = {
+        "command": _command(),
+        "machine": machine(),
+        "inputs": "synthetic (no real data)",
+        "checkpoint": str(checkpoint or "bundled"),
+        "lyrics_words": LYRICS_WORDS,
+        "threads": threads,
+        "skipped": skipped,
+        "results": {},
+    }
     from .ops import describe
 
     report["machine"]["kernels_cpu"] = describe("cpu")
@@ -451,8 +540,10 @@ def run_all(checkpoint=None, backends_=None, repeats: int = 30, cold_runs: int =
             continue
         log(f"{b}: latency, batch sweep ...")
         warm = _run_worker([b, "--mode", "warm", "--repeats", str(repeats), "--max-batch", str(max_batch), *ck, *th])
-        cold = {k: statistics.median(c[k] for c in colds)
-                for k in ("import_s", "load_s", "first_predict_s", "total_s", "peak_rss_mb")}
+        cold = {
+            k: statistics.median(c[k] for c in colds)
+            for k in ("import_s", "load_s", "first_predict_s", "total_s", "peak_rss_mb")
+        }
         report["results"][b] = {"cold_median": cold, "cold_runs": colds, **warm}
     report["machine"]["loadavg_end"] = os.getloadavg()
     return report
@@ -470,41 +561,74 @@ def _ratio(a, b) -> str:
 def markdown(report: dict) -> str:
     m = report["machine"]
     R = {k: v for k, v in report["results"].items() if "error" not in v}
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}; "
-             f"load average at start {m['loadavg_start'][0]:.2f}, at end {m['loadavg_end'][0]:.2f} "
-             "(the machine is shared: figures are noisy)",
-             f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
-             f"Command: `{report['command']}`",
-             f"Inputs: SYNTHETIC (no real data was given): 16 kHz arrays (decoding and resampling not timed), "
-             f"{report['lyrics_words']} made-up words of lyrics",
-             f"Log-mel on the CPU: {m.get('kernels_cpu', {}).get('log_mel', 'NumPy reference')}",
-             "", "Cold start (median of fresh processes; first predict = 30 s clip with lyrics, which for onnx "
-             "includes creating the text-encoder session):", "",
-             "| backend | import s | load s | import + load s | first predict s | total s | peak RSS MB (cold / single clips / with batch 64) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}; "
+        f"load average at start {m['loadavg_start'][0]:.2f}, at end {m['loadavg_end'][0]:.2f} "
+        "(the machine is shared: figures are noisy)",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
+        f"Command: `{report['command']}`",
+        f"Inputs: SYNTHETIC (no real data was given): 16 kHz arrays (decoding and resampling not timed), "
+        f"{report['lyrics_words']} made-up words of lyrics",
+        f"Log-mel on the CPU: {m.get('kernels_cpu', {}).get('log_mel', 'NumPy reference')}",
+        "",
+        "Cold start (median of fresh processes; first predict = 30 s clip with lyrics, which for onnx "
+        "includes creating the text-encoder session):",
+        "",
+        "| backend | import s | load s | import + load s | first predict s | total s "
+        "| peak RSS MB (cold / single clips / with batch 64) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for b, r in R.items():
         c = r["cold_median"]
-        lines.append(f"| {b} | {c['import_s']:.3f} | {c['load_s']:.3f} | {c['import_s'] + c['load_s']:.3f} | "
-                     f"{c['first_predict_s']:.3f} | {c['total_s']:.3f} | "
-                     f"{c['peak_rss_mb']:.0f} / {r['peak_rss_mb_single_clips']:.0f} / {r['peak_rss_mb']:.0f} |")
-    lines += ["", "Per call (vs vibenet: its audio-only call on the same audio, lyrics or not):", "",
-              "| backend | case | p50 ms | p95 ms | p99 ms | min ms | p50 vs torch | p50 vs vibenet |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {b} | {c['import_s']:.3f} | {c['load_s']:.3f} | {c['import_s'] + c['load_s']:.3f} | "
+            f"{c['first_predict_s']:.3f} | {c['total_s']:.3f} | "
+            f"{c['peak_rss_mb']:.0f} / {r['peak_rss_mb_single_clips']:.0f} / {r['peak_rss_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        "Per call (vs vibenet: its audio-only call on the same audio, lyrics or not):",
+        "",
+        "| backend | case | p50 ms | p95 ms | p99 ms | min ms | p50 vs torch | p50 vs vibenet |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for b, r in R.items():
         for case, s in r["latency"].items():
             t = R.get("torch", {}).get("latency", {}).get(case, {}).get("p50_ms")
-            v = R.get("vibenet", {}).get("latency", {}).get("30s_no_lyrics" if case.startswith("30s") else case, {}).get("p50_ms")
-            lines.append(f"| {b} | {case} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['p99_ms']:.1f} | {s['min_ms']:.1f} | "
-                         f"{_ratio(s['p50_ms'], t)} | {_ratio(s['p50_ms'], v)} |")
-    lines += ["", "Stages of a 30 s call with lyrics (p50 / min ms):", "", "| backend | log-mel | text encoder | model |",
-              "|---|---|---|---|"]
+            v = (
+                R.get("vibenet", {})
+                .get("latency", {})
+                .get("30s_no_lyrics" if case.startswith("30s") else case, {})
+                .get("p50_ms")
+            )
+            lines.append(
+                f"| {b} | {case} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['p99_ms']:.1f} | {s['min_ms']:.1f} | "
+                f"{_ratio(s['p50_ms'], t)} | {_ratio(s['p50_ms'], v)} |"
+            )
+    lines += [
+        "",
+        "Stages of a 30 s call with lyrics (p50 / min ms):",
+        "",
+        "| backend | log-mel | text encoder | model |",
+        "|---|---|---|---|",
+    ]
     for b, r in R.items():
         if "stages_30s_lyrics" in r:
             st = r["stages_30s_lyrics"]
-            lines.append(f"| {b} | " + " | ".join(f"{st[k]['p50_ms']:.1f} / {st[k]['min_ms']:.1f}"
-                                                 for k in ("log_mel", "text_encoder", "model")) + " |")
-    lines += ["", "Batch sweep (30 s clips, no lyrics; RTF = wall / audio time):", "",
-              "| backend | batch | ms / call | clips / s | RTF |", "|---|---|---|---|---|"]
+            lines.append(
+                f"| {b} | "
+                + " | ".join(
+                    f"{st[k]['p50_ms']:.1f} / {st[k]['min_ms']:.1f}" for k in ("log_mel", "text_encoder", "model")
+                )
+                + " |"
+            )
+    lines += [
+        "",
+        "Batch sweep (30 s clips, no lyrics; RTF = wall / audio time):",
+        "",
+        "| backend | batch | ms / call | clips / s | RTF |",
+        "|---|---|---|---|---|",
+    ]
     for b, r in R.items():
         for n, s in r["batch_sweep"].items():
             lines.append(f"| {b} | {n} | {s['ms_per_call']:.0f} | {s['clips_per_s']:.1f} | {s['rtf']:.4f} |")
@@ -518,13 +642,23 @@ def markdown(report: dict) -> str:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
-    p.add_argument("--data", default=str(DEFAULT_DATA),
-                   help="folder with mirex_mm/ (real clips and lyrics); absent: the synthetic benchmark")
+    p.add_argument(
+        "--data",
+        default=str(DEFAULT_DATA),
+        help="folder with mirex_mm/ (real clips and lyrics); absent: the synthetic benchmark",
+    )
     p.add_argument("--synthetic", action="store_true", help="the synthetic benchmark even when real data is there")
     p.add_argument("--songs", type=int, default=30, help="different songs in the real benchmark")
-    p.add_argument("--background-load", type=int, default=0, metavar="N",
-                   help="after the quiet pass, run again beside N busy processes (real benchmark)")
-    p.add_argument("--backends", nargs="*", help=f"subset of {MERSDK_BACKENDS + ('vibenet',)} (default: all that run here)")
+    p.add_argument(
+        "--background-load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the quiet pass, run again beside N busy processes (real benchmark)",
+    )
+    p.add_argument(
+        "--backends", nargs="*", help=f"subset of {MERSDK_BACKENDS + ('vibenet',)} (default: all that run here)"
+    )
     p.add_argument("--repeats", type=int, default=30, help="timed calls per latency case (after 3 warm-up calls)")
     p.add_argument("--cold-runs", type=int, default=3, help="fresh processes for the cold-start figures")
     p.add_argument("--threads", type=int, help="CPU threads per backend (default: each runtime's own)")
@@ -540,15 +674,17 @@ def main_from_args(args) -> int:
     if not args.synthetic and (Path(args.data) / "mirex_mm").is_dir():
         run, skipped = available(args.checkpoint)
         engines = [b for b in (args.backends or run) if b in run and b != "tensorrt"]
-        report = run_real(Path(args.data), args.checkpoint, engines, args.songs, args.background_load, args.threads,
-                          log=progress)
+        report = run_real(
+            Path(args.data), args.checkpoint, engines, args.songs, args.background_load, args.threads, log=progress
+        )
         report["skipped"] = skipped
         md = markdown_real(report)
     else:
         if not args.synthetic:
             progress(f"no real data in {args.data}: running the SYNTHETIC benchmark")
-        report = run_all(args.checkpoint, args.backends, args.repeats, args.cold_runs, args.threads, args.max_batch,
-                         log=progress)
+        report = run_all(
+            args.checkpoint, args.backends, args.repeats, args.cold_runs, args.threads, args.max_batch, log=progress
+        )
         md = markdown(report)
     print(md)
     if args.json:

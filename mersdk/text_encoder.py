@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -89,8 +89,8 @@ class LyricEncoder:
         ``output[unit][start:stop]`` over the layout's (unit, start, stop), in order."""
         units_kind = getattr(self.cfg, "lyric_units", "windows")
         if units_kind == "windows":
-            units = [tuple(w) for w in self.token_windows(text)]
-            return units, [(i, 0, len(u)) for i, u in enumerate(units)]
+            windows = [tuple(w) for w in self.token_windows(text)]
+            return windows, [(i, 0, len(u)) for i, u in enumerate(windows)]
         if units_kind != "lines":
             raise CheckpointError(f"text_encoder.lyric_units must be one of {LYRIC_UNITS}, not {units_kind!r}")
         lines = [s for s in text.split("\n") if s.strip()]
@@ -152,12 +152,14 @@ class LyricEncoder:
             for r, k in enumerate(chunk):
                 outputs[k] = h[r, : len(distinct[k])]
             i = j
+        encoded = [o for o in outputs if o is not None]
+        assert len(encoded) == len(outputs)  # every distinct input went through one call above
         out: list[np.ndarray | None] = []
         for units, layout in plans:
             if not layout:
                 out.append(None)
                 continue
-            parts = [outputs[index[units[u]]][start:stop] for u, start, stop in layout]
+            parts = [encoded[index[units[u]]][start:stop] for u, start, stop in layout]
             out.append(np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32))
         return out
 
@@ -190,8 +192,9 @@ class TextEncoder(LyricEncoder):
     def run(self, ids: np.ndarray, att: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            h = self.model(input_ids=torch.from_numpy(ids).to(self.device),
-                           attention_mask=torch.from_numpy(att).to(self.device)).last_hidden_state
+            h = self.model(
+                input_ids=torch.from_numpy(ids).to(self.device), attention_mask=torch.from_numpy(att).to(self.device)
+            ).last_hidden_state
         return h.float().cpu().numpy()
 
     def encode(self, texts: list[str | None]):

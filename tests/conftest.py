@@ -36,8 +36,6 @@ def recognizer():
     return mersdk.Recognizer(backend="torch")
 
 
-
-
 def copy_checkpoint(dst: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     for name in (CONFIG_NAME, WEIGHTS_NAME):

