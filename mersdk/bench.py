@@ -131,11 +131,11 @@ def _stages(rec, clip, lyr, repeats: int) -> dict:
 
     cfg = rec.config
     mel, lengths = log_mel_batch_fast([clip], cfg.frontend)
-    emb, mask = pad_embeddings(rec._backend.encode_lyrics([lyr]), cfg.text_encoder.hidden_size)
+    emb, mask = pad_embeddings(rec.runtime.encode_lyrics([lyr]), cfg.text_encoder.hidden_size)
     return {
         "log_mel": _pcts(_time(lambda: log_mel_batch_fast([clip], cfg.frontend), 2, repeats, 15)),
-        "text_encoder": _pcts(_time(lambda: rec._backend.encode_lyrics([lyr]), 2, repeats, 15)),
-        "model": _pcts(_time(lambda: rec._backend.forward(mel, lengths, emb, mask), 2, repeats, 15)),
+        "text_encoder": _pcts(_time(lambda: rec.runtime.encode_lyrics([lyr]), 2, repeats, 15)),
+        "model": _pcts(_time(lambda: rec.runtime.forward(mel, lengths, emb, mask), 2, repeats, 15)),
     }
 
 
@@ -299,7 +299,7 @@ def _time_mersdk(rec, s: dict) -> dict:
     out = {"total": _timed(lambda: rec.predict(s["audio"], lyrics=s["lyrics"]))}
     pcm, sr = _pcm(s)
     out["pcm"] = _timed(lambda: rec.predict(pcm, lyrics=s["lyrics"], sample_rate=sr))
-    backend, cfg = rec._backend, rec.config
+    backend, cfg = rec.runtime, rec.config
     sr = soundfile.info(s["audio"]).samplerate
     t = time.perf_counter()
     decoded = load_audio(s["audio"], sr)
