@@ -25,24 +25,12 @@ import pytest
 import torch
 
 from mersdk import _ext, ops
-from mersdk.config import FrontendConfig
+from mersdk.config import MUSICNN_FRONTEND, FrontendConfig
 from mersdk.features import hann_window, log_mel_batch, mel_filterbank
 from mersdk.model import masked_attention
 
 CFG = FrontendConfig()
-# musicnn's front end: Slaney filterbank, log10(1 + 10000 * P) compression (issue 10)
-MUSICNN = FrontendConfig(
-    sample_rate=16000,
-    n_fft=512,
-    hop_length=256,
-    n_mels=96,
-    f_min=0.0,
-    f_max=8000.0,
-    mel_scale="slaney",
-    mel_norm="slaney",
-    compression="log10_1p",
-    log_gain=10000.0,
-)
+MUSICNN = MUSICNN_FRONTEND  # Slaney filterbank, log10(1 + 10000 * P) compression (issue 10)
 FRONTENDS = {"default": CFG, "musicnn": MUSICNN}
 SR = CFG.sample_rate
 DEVICES = ["cpu", "cuda"]
